@@ -1,0 +1,3 @@
+from mdlbench.cli import main
+
+raise SystemExit(main())

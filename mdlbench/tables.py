@@ -76,6 +76,16 @@ def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     return arrow.replace_schema_metadata({"mdlbench_schema_version": SCHEMA_VERSION, "mdlbench_table": table})
 
 
+def columns_to_arrow(table: str, columns: Mapping[str, Any]) -> pa.Table:
+    """Columns (name -> array-like) -> an Arrow table with the fixed schema: the fast path for per-token rows."""
+    _, schema = TABLES[table]
+    if set(columns) != set(schema.names):
+        raise ValueError(f"{table}: columns {sorted(set(columns) ^ set(schema.names))} differ from the schema")
+    arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
+    arrow = pa.Table.from_arrays(arrays, schema=schema)
+    return arrow.replace_schema_metadata({"mdlbench_schema_version": SCHEMA_VERSION, "mdlbench_table": table})
+
+
 def partition_dir(out_dir: Path, table: str, value: str) -> Path:
     key, _ = TABLES[table]
     return Path(out_dir) / table / f"{key}={value}"

@@ -1,0 +1,139 @@
+"""Corpora: resolve a spec (path, manifest name, hf:...) to a re-iterable, streamed sequence of Documents.
+
+Specs, in the order they are tried:
+  * ``hf:NAME:SPLIT`` / ``hf:NAME:CONFIG:SPLIT`` / ``hf:NAME:CONFIG:SPLIT:FIELD`` — a `datasets` stream;
+  * an existing path — a ``.txt`` file (one document), a folder of text files, ``.jsonl`` or ``.parquet``;
+  * a manifest name — ``NAME.toml`` in $MDLBENCH_MANIFESTS, ./data_manifests, or the built-ins (``sample``).
+``max_docs`` / ``max_bytes`` cut a deterministic prefix of whole documents.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from mdlbench.corpora.documents import Document, StreamHasher, stream_sha256
+from mdlbench.corpora.manifest import (
+    Manifest,
+    file_sha256,
+    find_manifest,
+    load_manifest,
+    resolve_source_path,
+    verify_manifest,
+)
+from mdlbench.corpora.readers import TEXT_SUFFIXES, Errors, FieldSpec, HFSpec, read_hf, read_local, read_text_file
+from mdlbench.errors import InputError
+
+__all__ = ["Corpus", "Document", "StreamHasher", "open_corpus", "stream_sha256"]
+
+DEFAULT_CORPUS = "sample"
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A named corpus. ``documents()`` starts a fresh stream each call; nothing is held in memory."""
+
+    name: str
+    source: str  # the resolved spec, for provenance
+    _factory: Callable[[], Iterator[Document]]
+    size_hint_bytes: int | None = None  # for progress/ETA; None when unknown (HF streams)
+    manifest: Manifest | None = None
+    max_docs: int | None = None
+    max_bytes: int | None = None
+
+    def documents(self) -> Iterator[Document]:
+        n_docs = 0
+        n_bytes = 0
+        seen: set[str] = set()
+        for doc in self._factory():
+            if self.max_docs is not None and n_docs >= self.max_docs:
+                return
+            if self.max_bytes is not None and n_bytes + doc.n_bytes > self.max_bytes:
+                return
+            if doc.doc_id in seen:
+                raise InputError(f"{self.source}: duplicate document id {doc.doc_id!r}; ids must be unique "
+                                 "(pass --id-field with a unique field, or leave it out to number records)")
+            seen.add(doc.doc_id)
+            n_docs += 1
+            n_bytes += doc.n_bytes
+            yield doc
+
+    def identity(self) -> str:
+        """What pins this corpus before it is read: the manifest's sha256, the files' sha256, or the HF revision.
+
+        Part of every run id, so a changed file or manifest makes a new run instead of silently reusing one.
+        """
+        selection = f"max_docs={self.max_docs};max_bytes={self.max_bytes}"
+        if self.manifest is not None:
+            return f"manifest:{self.manifest.sha256};{selection}"
+        path = Path(self.source)
+        if path.exists():
+            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+            digests = ",".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{file_sha256(p)[0]}"
+                               for p in files)
+            return f"files:{hashlib.sha256(digests.encode()).hexdigest()};{selection}"
+        return f"{self.source};{selection}"
+
+    def sha256(self) -> str:
+        """sha256 of the exact document stream (ids and texts) — iterates the corpus once."""
+        return stream_sha256(self.documents())
+
+
+def _local_size(path: Path) -> int | None:
+    if path.is_file():
+        return path.stat().st_size
+    if path.is_dir():
+        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    return None
+
+
+def _manifest_factory(m: Manifest, errors: Errors) -> Callable[[], Iterator[Document]]:
+    def documents() -> Iterator[Document]:
+        for s in m.sources:
+            fields = FieldSpec(s.text_field, s.id_field, s.domain_field, s.domain)
+            if s.hf is not None:
+                yield from read_hf(HFSpec(s.hf, s.config, s.split or "train", None, s.revision, s.data_files),
+                                   fields, errors)
+            else:
+                path = resolve_source_path(m.path, s.path or "")
+                if path.is_file() and path.suffix in TEXT_SUFFIXES:
+                    # A pinned text file is one document; its id is the manifest's path string (stable).
+                    yield from read_text_file(path, fields, errors, doc_id=s.path)
+                else:
+                    yield from read_local(path, fields, errors)
+
+    return documents
+
+
+def open_corpus(spec: str = DEFAULT_CORPUS, *, text_field: str = "text", id_field: str | None = None,
+                revision: str | None = None, max_docs: int | None = None, max_bytes: int | None = None,
+                errors: Errors = "strict", data_files: str | None = None) -> Corpus:
+    """Resolve a corpus spec; local files and manifests are checked now, so a bad spec fails before any scoring."""
+    if errors not in ("strict", "replace"):
+        raise InputError(f"--errors {errors!r}: choose 'strict' or 'replace'")
+    for value, flag in ((max_docs, "--max-docs"), (max_bytes, "--max-bytes")):
+        if value is not None and value < 0:
+            raise InputError(f"{flag} {value}: must be >= 0")
+    fields = FieldSpec(text_field, id_field)
+    if spec.startswith("hf:"):
+        hf = HFSpec.parse(spec, revision, data_files)
+        source = spec + (f"@{revision}" if revision else "") + (f"[{data_files}]" if data_files else "")
+        return Corpus(spec, source, lambda: read_hf(hf, fields, errors), None, None, max_docs, max_bytes)
+    path = Path(spec).expanduser()
+    if path.exists():
+        name = path.stem if path.is_file() else path.name
+        return Corpus(name, str(path.resolve()), lambda: read_local(path, fields, errors), _local_size(path), None,
+                      max_docs, max_bytes)
+    manifest_path = find_manifest(spec) if "/" not in spec and not spec.endswith(
+        (".txt", ".jsonl", ".parquet", ".json")) else None
+    if manifest_path is None:
+        raise InputError(f"{spec!r}: no such file or folder, and no manifest named {spec!r} in "
+                         "$MDLBENCH_MANIFESTS, ./data_manifests or the built-ins; give a path, a manifest name "
+                         "(e.g. 'sample'), or hf:NAME[:CONFIG]:SPLIT")
+    manifest = load_manifest(manifest_path)
+    verify_manifest(manifest)
+    size = sum(s.n_bytes or 0 for s in manifest.sources) if all(s.path for s in manifest.sources) else None
+    return Corpus(manifest.name, f"manifest:{manifest_path}", _manifest_factory(manifest, errors), size, manifest,
+                  max_docs, max_bytes)

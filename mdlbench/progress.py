@@ -1,0 +1,62 @@
+"""Progress on stderr: documents, bytes, tokens/s and ETA. Results never go to stderr, progress never to stdout."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import TextIO
+
+
+def _fmt_seconds(seconds: float) -> str:
+    if seconds != seconds or seconds == float("inf"):
+        return "?"
+    seconds = int(seconds)
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m" if seconds >= 3600 else f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+class Progress:
+    """One line, rewritten in place on a terminal, printed every `interval_s` otherwise (log files stay short)."""
+
+    def __init__(self, label: str, total_bytes: int | None, stream: TextIO | None = None,
+                 interval_s: float = 2.0, enabled: bool = True) -> None:
+        self.label = label
+        self.total_bytes = total_bytes
+        self.stream = stream or sys.stderr
+        self.interval_s = interval_s if not self.stream.isatty() else 0.2
+        self.enabled = enabled
+        self.start = time.perf_counter()
+        self.last = 0.0
+        self.n_docs = 0
+        self.n_bytes = 0
+        self.n_tokens = 0
+
+    def update(self, n_docs: int = 1, n_bytes: int = 0, n_tokens: int = 0) -> None:
+        self.n_docs += n_docs
+        self.n_bytes += n_bytes
+        self.n_tokens += n_tokens
+        now = time.perf_counter()
+        if self.enabled and now - self.last >= self.interval_s:
+            self.last = now
+            self._print(final=False)
+
+    def _print(self, final: bool) -> None:
+        elapsed = time.perf_counter() - self.start
+        tps = self.n_tokens / elapsed if elapsed > 0 else 0.0
+        parts = [f"{self.label}: {self.n_docs} docs", f"{self.n_bytes / 1e6:.2f}"
+                 + (f"/{self.total_bytes / 1e6:.2f}" if self.total_bytes else "") + " MB",
+                 f"{tps:,.0f} tok/s"]
+        if self.total_bytes and self.n_bytes and not final:
+            eta = elapsed * (self.total_bytes - self.n_bytes) / self.n_bytes
+            parts.append(f"ETA {_fmt_seconds(eta)}")
+        if final:
+            parts.append(f"done in {_fmt_seconds(elapsed)}")
+        line = ", ".join(parts)
+        if self.stream.isatty():
+            self.stream.write("\r\x1b[2K" + line + ("\n" if final else ""))
+        else:
+            self.stream.write(line + "\n")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self._print(final=True)

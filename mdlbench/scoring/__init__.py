@@ -1,0 +1,1 @@
+"""Scorers turn documents into code lengths. Torch is imported only by the HF backend."""

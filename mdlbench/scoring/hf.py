@@ -1,0 +1,251 @@
+"""Scoring with a `transformers` causal LM: the only module that runs a model forward for code lengths.
+
+How a document is coded (see windowing.py for the window plan):
+  stream = [prefix] + tokens + [eos]   (prefix only under first_token="bos"; eos only under end="eos")
+  bits   = [log2|V| for stream[0] under "uniform"] + Σ_windows Σ_scored −log2 p(stream[u+1] | stream[input_start:u+1])
+|V| is the model's output dimension (the alphabet the model actually codes over).
+
+Numerics: the backbone runs in the model dtype; the output head is applied only at scored positions, in slices
+of at most SLICE_ELEMENTS logits, so no B×T×V tensor is ever held; the log-softmax of each slice is taken in
+float64 (never below fp32); sums are exactly rounded (math.fsum), so totals do not depend on batching.
+Windows of many documents are batched together, longest first, right-padded with an attention mask (causal
+attention makes right padding invisible to real positions).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from mdlbench.codelength import LN2, fsum_bits, uniform_bits
+from mdlbench.corpora import Document
+from mdlbench.errors import InputError, ScoringError
+from mdlbench.scoring.base import DocumentCode, ScoringSettings, TokenCodes
+from mdlbench.scoring.models import LoadedModel
+from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
+from mdlbench.windowing import Window, plan_windows
+
+SLICE_ELEMENTS = 1 << 23  # logits per head slice: 64 MiB in float64, whatever the batch or vocabulary
+POOL_WINDOWS_PER_BATCH = 16  # windows gathered across documents before length-sorting into batches
+PREFETCH_DOCS = 64
+# Config attributes of architectures whose LM head is more than a linear map of the final hidden state.
+HEAD_TRANSFORM_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
+
+
+@dataclass
+class _Prepared:
+    doc_index: int
+    doc: Document
+    ids: list[int]
+    stream: list[int]
+    windows: list[Window]
+    roundtrip_ok: bool
+    spans: list[tuple[int, int]] | None
+    bits: list[np.ndarray | None] = field(default_factory=list)  # per window, filled by the forward passes
+
+
+def _prefetch(items: Iterator[Any], maxsize: int) -> Iterator[Any]:
+    """Run an iterator in a background thread (tokenizers release the GIL), re-raising its errors here."""
+    q: queue.Queue = queue.Queue(maxsize=maxsize)
+    done = object()
+
+    def worker() -> None:
+        try:
+            for item in items:
+                q.put(item)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
+            q.put(("__error__", exc))
+            return
+        q.put(done)
+
+    threading.Thread(target=worker, daemon=True).start()
+    while True:
+        item = q.get()
+        if item is done:
+            return
+        if isinstance(item, tuple) and len(item) == 2 and item[0] == "__error__":
+            raise item[1]
+        yield item
+
+
+def resolve_token_id(tokenizer: Any, token: str) -> int:
+    token_id = tokenizer.convert_tokens_to_ids(token)
+    if token_id is None or (isinstance(token_id, int) and token_id < 0):
+        raise InputError(f"token {token!r} is not in the tokenizer's vocabulary")
+    return int(token_id)
+
+
+class HFScorer:
+    def __init__(self, loaded: LoadedModel, settings: ScoringSettings, window: int, stride: int) -> None:
+        self.loaded = loaded
+        self.model = loaded.model
+        self.tokenizer = loaded.tokenizer
+        self.settings = settings
+        self.window = window
+        self.stride = stride
+        self.name = loaded.name
+        self.vocab_size = loaded.vocab_size
+        self.device = torch.device(loaded.device)
+        tok = self.tokenizer
+        boundary = resolve_token_id(tok, loaded.boundary_token) if loaded.boundary_token else None
+        self.prefix_token_id: int | None = None
+        self.eos_token_id: int | None = None
+        if settings.first_token == "bos":
+            self.prefix_token_id = boundary if boundary is not None else (
+                tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id)
+            if self.prefix_token_id is None:
+                raise InputError(f"model {loaded.spec!r}: the tokenizer has no BOS or EOS token to condition the "
+                                 "first token on; use --first-token uniform")
+        if settings.end == "eos":
+            self.eos_token_id = boundary if boundary is not None else tok.eos_token_id
+            if self.eos_token_id is None:
+                raise InputError(f"model {loaded.spec!r}: the tokenizer has no EOS token; use --end none")
+        self.pad_token_id = 0
+        self._use_sliced_head = not any(getattr(self.model.config, a, None) not in (None, 1, 1.0)
+                                        for a in HEAD_TRANSFORM_ATTRS)
+        self._head_checked = False
+
+    # -- preparation (background thread) ------------------------------------------------------------------
+    def _prepare(self, item: tuple[int, Document]) -> _Prepared:
+        doc_index, doc = item
+        ids = encode(self.tokenizer, doc.text)
+        ok = roundtrip_ok(self.tokenizer, ids, doc.text)
+        prefix = [self.prefix_token_id] if self.prefix_token_id is not None else []
+        suffix = [self.eos_token_id] if self.eos_token_id is not None else []
+        stream = prefix + ids + suffix
+        windows = plan_windows(len(stream) - 1, self.window, self.stride)
+        spans = token_byte_spans(self.tokenizer, ids, doc.text) if self.settings.per_token else None
+        return _Prepared(doc_index, doc, ids, stream, windows, ok, spans, [None] * len(windows))
+
+    # -- the model ------------------------------------------------------------------------------------------
+    def _scored_bits(self, batch: list[tuple[_Prepared, int]]) -> list[np.ndarray]:
+        """−log2 p for the scored predictions of each (document, window) in the batch, float64."""
+        lengths = [p.windows[w].n_input for p, w in batch]
+        width = max(lengths)
+        input_ids = torch.full((len(batch), width), self.pad_token_id, dtype=torch.long)
+        attention = torch.zeros((len(batch), width), dtype=torch.long)
+        rows, cols, targets = [], [], []
+        for r, (p, w) in enumerate(batch):
+            win = p.windows[w]
+            input_ids[r, : win.n_input] = torch.tensor(p.stream[win.input_start:win.input_end])
+            attention[r, : win.n_input] = 1
+            rel = range(win.score_start - win.input_start, win.n_input)
+            rows.extend([r] * len(rel))
+            cols.extend(rel)
+            targets.extend(p.stream[win.score_start + 1: win.input_end + 1])
+        input_ids = input_ids.to(self.device)
+        attention = attention.to(self.device)
+        row_t = torch.tensor(rows, device=self.device)
+        col_t = torch.tensor(cols, device=self.device)
+        target_t = torch.tensor(targets, device=self.device)
+        with torch.inference_mode():
+            if self._use_sliced_head:
+                hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention,
+                                               use_cache=False).last_hidden_state  # (B, T, D) model dtype
+                selected = hidden[row_t, col_t]  # (P, D): only the scored positions
+                head = self.model.get_output_embeddings()
+                if not self._head_checked:
+                    self._check_head(input_ids, attention, selected, row_t, col_t, head)
+            if not self._use_sliced_head:
+                logits_all = self.model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
+                selected = logits_all[row_t, col_t]
+                head = None
+            bits = torch.empty(len(targets), dtype=torch.float64)
+            step = max(1, SLICE_ELEMENTS // self.vocab_size)
+            for s in range(0, len(targets), step):
+                e = min(s + step, len(targets))
+                # (p, V): logits upcast from the model dtype; the normalizer in float64 so that a uniform model
+                # costs exactly log2|V| (a float32 logsumexp is off by ~1e-7 bits per token).
+                logits = (head(selected[s:e]) if head is not None else selected[s:e]).double()
+                lse = torch.logsumexp(logits, dim=-1)
+                nats = lse - logits.gather(1, target_t[s:e, None])[:, 0]
+                if not bool(torch.isfinite(nats).all()):
+                    bad = int((~torch.isfinite(nats)).nonzero()[0, 0]) + s
+                    p, w = batch[rows[bad]]
+                    win = p.windows[w]
+                    raise ScoringError(
+                        f"model {self.loaded.spec!r} produced non-finite logits on document {p.doc.doc_id!r} "
+                        f"(window over stream tokens {win.input_start}..{win.input_end}); nothing was written — "
+                        "check the weights and --dtype (float16 overflows on some models; try float32)")
+                bits[s:e] = (nats / LN2).cpu()
+        out, offset = [], 0
+        for p, w in batch:
+            n = p.windows[w].n_scored
+            out.append(bits[offset: offset + n].numpy())
+            offset += n
+        return out
+
+    def _check_head(self, input_ids: torch.Tensor, attention: torch.Tensor, selected: torch.Tensor,
+                    row_t: torch.Tensor, col_t: torch.Tensor, head: Any) -> None:
+        """Once per run: the sliced head must reproduce the model's own logits, else use the full forward."""
+        self._head_checked = True
+        full = self.model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits[row_t, col_t]
+        n = min(8, len(selected))
+        mine = head(selected[:n]).float()
+        if not torch.allclose(mine, full[:n].float(), rtol=1e-3, atol=1e-3):
+            self._use_sliced_head = False
+
+    def _run_pool(self, pool: list[_Prepared]) -> Iterator[DocumentCode]:
+        work = [(p, w) for p in pool for w in range(len(p.windows))]
+        work.sort(key=lambda pw: -pw[0].windows[pw[1]].n_input)  # longest first: padding stays within a batch
+        bs = self.settings.batch_size
+        for start in range(0, len(work), bs):
+            batch = work[start: start + bs]
+            for (p, w), bits in zip(batch, self._scored_bits(batch)):
+                p.bits[w] = bits
+        for p in pool:
+            yield self._finish(p)
+
+    def _finish(self, p: _Prepared) -> DocumentCode:
+        per_prediction = np.concatenate([b for b in p.bits if b is not None]) if p.windows else np.zeros(0)
+        uniform_first = self.settings.first_token == "uniform" and len(p.stream) > 0
+        first_bits = uniform_bits(self.vocab_size) if uniform_first else 0.0
+        total = fsum_bits(per_prediction) + first_bits
+        n = len(p.ids)
+        # Costs of individual symbols, in stream order (token 0 .. n-1, then EOS).
+        symbol_bits = np.concatenate([[first_bits], per_prediction]) if uniform_first else per_prediction
+        first_token_bits = float(symbol_bits[0]) if n > 0 else 0.0
+        end_bits = float(symbol_bits[-1]) if self.eos_token_id is not None else 0.0
+        tokens = self._token_rows(p, symbol_bits, uniform_first) if self.settings.per_token else None
+        n_forward = sum(w.n_input for w in p.windows)
+        return DocumentCode(p.doc_index, p.doc, n, total, first_token_bits, end_bits, p.roundtrip_ok, n_forward,
+                            tokens)
+
+    def _token_rows(self, p: _Prepared, symbol_bits: np.ndarray, uniform_first: bool) -> TokenCodes:
+        n = len(p.ids)
+        n_symbols = n + (1 if self.eos_token_id is not None else 0)
+        context = np.zeros(n_symbols, dtype=np.int64)
+        offset = 1 if uniform_first else 0  # symbol index of the first model prediction
+        for win in p.windows:
+            u = np.arange(win.score_start, win.input_end)
+            context[u + offset] = u - win.input_start + 1
+        n_bytes = len(p.doc.text.encode("utf-8"))
+        if p.spans is not None:
+            starts = [s for s, _ in p.spans] + [n_bytes] * (n_symbols - n)
+            ends = [e for _, e in p.spans] + [n_bytes] * (n_symbols - n)
+        else:
+            starts = ends = [-1] * n_symbols
+        ids = p.ids + ([self.eos_token_id] if self.eos_token_id is not None else [])
+        return TokenCodes(np.arange(n_symbols, dtype=np.int64), np.asarray(ids, dtype=np.int64),
+                          np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), context,
+                          np.asarray(symbol_bits, dtype=np.float64))
+
+    def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
+        pool: list[_Prepared] = []
+        pool_windows = 0
+        limit = max(1, self.settings.batch_size * POOL_WINDOWS_PER_BATCH)
+        for prepared in _prefetch(map(self._prepare, docs), PREFETCH_DOCS):
+            pool.append(prepared)
+            pool_windows += len(prepared.windows)
+            if pool_windows >= limit:
+                yield from self._run_pool(pool)
+                pool, pool_windows = [], 0
+        if pool:
+            yield from self._run_pool(pool)
+

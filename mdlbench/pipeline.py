@@ -13,19 +13,23 @@ import math
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+import pyarrow as pa
 
 import mdlbench
 from mdlbench import tables
 from mdlbench.codelength import bits_per_byte, bits_per_char, bits_per_token, bootstrap_ratio_ci, fsum_bits
-from mdlbench.corpora import Corpus, StreamHasher, open_corpus
-from mdlbench.errors import InputError
+from mdlbench.corpora import Corpus, Document, StreamHasher, open_corpus
+from mdlbench.distributed import DistContext
+from mdlbench.errors import InputError, MdlbenchError
+from mdlbench.locks import file_lock
 from mdlbench.progress import Progress
+from mdlbench.runstate import SINGLE, RunState, Shard
 from mdlbench.scoring.base import DocumentCode, ScoringSettings
 from mdlbench.scoring.models import UNIFORM_BYTES, LoadedModel, load_model, unique_parameter_count
 from mdlbench.scoring.uniform import UniformBytesScorer
@@ -63,6 +67,11 @@ class RunOptions:
     seed: int = 0
     force: bool = False
     progress: bool = True
+    checkpoint_docs: int = 64  # documents per crash-safe chunk (also the unit of sharding)
+    shard: str | None = None  # "I/N": score only chunks k with k % N == I (see runstate.py)
+
+
+Status = Literal["done", "reused", "shard-done", "failed"]
 
 
 @dataclass
@@ -70,8 +79,14 @@ class RunOutcome:
     run_id: str
     model: str
     corpus: str
+    status: Status
     summary: dict[str, Any]
-    reused: bool
+    message: str = ""
+    exit_code: int = 0
+
+    @property
+    def reused(self) -> bool:
+        return self.status == "reused"
 
 
 def resolve_windowing(options: RunOptions, context_length: int | None) -> tuple[ScoringSettings, int, int]:
@@ -144,23 +159,21 @@ def _token_columns(codes: Sequence[DocumentCode]) -> dict[str, Any]:
                                    "code_length_bits")}}
 
 
-def summarize(model: str, corpus: str, codes: Sequence[DocumentCode], wall_seconds: float, *,
-              bootstrap_samples: int, seed: int) -> dict[str, Any]:
-    """The summary row: sums, then ratios of sums, and the document-bootstrap CI of bits/byte."""
-    bits = [c.code_length_bits for c in codes]
-    n_bytes_each = [c.doc.n_bytes for c in codes]
+def summarize(model: str, corpus: str, documents: pa.Table | Any, seconds: float, *, bootstrap_samples: int,
+              seed: int) -> dict[str, Any]:
+    """The summary row from the documents table: sums, then ratios of sums, and the bootstrap CI of bits/byte."""
+    col = (lambda name: documents.column(name).to_numpy()) if isinstance(documents, pa.Table) else (
+        lambda name: np.asarray(documents[name]))
+    bits, n_bytes_each = col("code_length_bits").astype(np.float64), col("n_bytes")
     total_bits = fsum_bits(bits)
-    n_bytes = int(sum(n_bytes_each))
-    n_chars = int(sum(c.doc.n_chars for c in codes))
-    n_tokens = int(sum(c.n_tokens for c in codes))
+    n_bytes, n_chars, n_tokens = int(n_bytes_each.sum()), int(col("n_chars").sum()), int(col("n_tokens").sum())
     low, high = bootstrap_ratio_ci(bits, n_bytes_each, n_samples=bootstrap_samples, seed=seed)
-    return {"model": model, "corpus": corpus, "n_docs": len(codes), "n_bytes": n_bytes, "n_chars": n_chars,
+    return {"model": model, "corpus": corpus, "n_docs": len(bits), "n_bytes": n_bytes, "n_chars": n_chars,
             "n_tokens": n_tokens, "code_length_bits": total_bits, "bits_per_byte": bits_per_byte(total_bits, n_bytes),
             "bits_per_token": bits_per_token(total_bits, n_tokens), "bits_per_char": bits_per_char(total_bits, n_chars),
             "bpb_ci_low": low, "bpb_ci_high": high,
-            "n_roundtrip_failures": sum(not c.tokenizer_roundtrip_ok for c in codes),
-            "tokens_per_second": n_tokens / wall_seconds if wall_seconds > 0 else math.nan,
-            "wall_seconds": wall_seconds}
+            "n_roundtrip_failures": int((~col("tokenizer_roundtrip_ok").astype(bool)).sum()),
+            "tokens_per_second": n_tokens / seconds if seconds > 0 else math.nan, "wall_seconds": seconds}
 
 
 class _Model:
@@ -179,106 +192,238 @@ class _Model:
         return self.loaded.name if self.loaded else UNIFORM_BYTES
 
 
-def _plan_run(model: _Model, corpus: Corpus, options: RunOptions) -> tuple[str, dict[str, Any], Any]:
-    """(run_id, runs-row fields known before scoring, scorer)."""
+@dataclass
+class PlannedRun:
+    run_id: str
+    identity: dict[str, Any]
+    row: dict[str, Any]  # runs-table fields known before scoring
+    scorer: Any
+
+
+def plan_run(model: _Model, corpus: Corpus, options: RunOptions) -> PlannedRun:
     from mdlbench.scoring.hf import HFScorer
 
     common = {"corpus_identity": corpus.identity(), "text_field": options.text_field, "id_field": options.id_field,
               "errors": options.errors, "bootstrap_samples": options.bootstrap_samples, "seed": options.seed,
-              "scoring_code_version": mdlbench.SCORING_CODE_VERSION}
+              "per_token": options.per_token, "scoring_code_version": mdlbench.SCORING_CODE_VERSION}
     if model.loaded is None:
         identity = {**common, "model": UNIFORM_BYTES}
         row = {"model": UNIFORM_BYTES, "model_revision": "", "model_sha256": "", "model_format": "builtin",
                "tokenizer_sha256": "", "vocab_size": 256, "window": None, "stride": None, "first_token": "none",
                "end": "none", "protocol": options.protocol, "prefix_token_id": None, "eos_token_id": None,
                "dtype": "n/a", "device": "cpu", "batch_size": None, "n_params": 0}
-        return content_address(identity), row, UniformBytesScorer(options.per_token)
-    lm = model.loaded
-    settings, window, stride = resolve_windowing(options, lm.context_length)
-    scorer = HFScorer(lm, settings, window, stride)
-    identity = {**common, "model_sha256": lm.sha256, "model_revision": lm.revision, "model_format": lm.format,
-                "tokenizer_sha256": lm.tokenizer_sha256, "window": window, "stride": stride,
-                "first_token": settings.first_token, "end": settings.end, "prefix": scorer.prefix_token_id,
-                "eos": scorer.eos_token_id, "dtype": lm.dtype, "device_type": lm.device}
-    row = {"model": lm.name, "model_revision": lm.revision, "model_sha256": lm.sha256, "model_format": lm.format,
-           "tokenizer_sha256": lm.tokenizer_sha256, "vocab_size": scorer.vocab_size, "window": window,
-           "stride": stride, "first_token": settings.first_token, "end": settings.end, "protocol": options.protocol,
-           "prefix_token_id": scorer.prefix_token_id, "eos_token_id": scorer.eos_token_id, "dtype": lm.dtype,
-           "device": lm.device, "batch_size": settings.batch_size, "n_params": unique_parameter_count(lm.model)}
-    return content_address(identity), row, scorer
+        scorer: Any = UniformBytesScorer(options.per_token)
+    else:
+        lm = model.loaded
+        settings, window, stride = resolve_windowing(options, lm.context_length)
+        scorer = HFScorer(lm, settings, window, stride)
+        identity = {**common, "model_sha256": lm.sha256, "model_revision": lm.revision, "model_format": lm.format,
+                    "tokenizer_sha256": lm.tokenizer_sha256, "window": window, "stride": stride,
+                    "first_token": settings.first_token, "end": settings.end, "prefix": scorer.prefix_token_id,
+                    "eos": scorer.eos_token_id, "dtype": lm.dtype, "device_type": lm.device}
+        row = {"model": lm.name, "model_revision": lm.revision, "model_sha256": lm.sha256,
+               "model_format": lm.format, "tokenizer_sha256": lm.tokenizer_sha256, "vocab_size": scorer.vocab_size,
+               "window": window, "stride": stride, "first_token": settings.first_token, "end": settings.end,
+               "protocol": options.protocol, "prefix_token_id": scorer.prefix_token_id,
+               "eos_token_id": scorer.eos_token_id, "dtype": lm.dtype, "device": lm.device,
+               "batch_size": settings.batch_size, "n_params": unique_parameter_count(lm.model)}
+    row["config_json"] = json.dumps({"model_spec": model.spec, "corpus_spec": corpus.source,
+                                     **{k: v for k, v in asdict(options).items() if k not in ("force", "progress")}},
+                                    sort_keys=True)
+    return PlannedRun(content_address(identity), identity, row, scorer)
 
 
 def score_corpus(scorer: Any, corpus: Corpus, progress: Progress | None = None) -> tuple[list[DocumentCode], str]:
-    """Code every document of the corpus exactly once; returns codes in document order and the stream sha256."""
+    """Code every document of a corpus as one pool (tests and small corpora): codes in order, stream sha256."""
     hasher = StreamHasher()
-
-    def indexed():
-        for i, doc in enumerate(corpus.documents()):
-            hasher.update(doc)
-            yield i, doc
-
-    codes: list[DocumentCode] = []
-    for code in scorer.score(indexed()):
-        codes.append(code)
-        if progress is not None:
-            progress.update(1, code.doc.n_bytes, code.n_tokens)
-    codes.sort(key=lambda c: c.doc_index)
-    if [c.doc_index for c in codes] != list(range(len(codes))):
+    docs = []
+    for i, doc in enumerate(corpus.documents()):
+        hasher.update(doc)
+        docs.append((i, doc))
+    codes = sorted(scorer.score(docs), key=lambda c: c.doc_index)
+    if [c.doc_index for c in codes] != list(range(len(docs))):
         raise AssertionError("scorer lost or duplicated documents")  # an internal bug, never user input
+    if progress is not None:
+        for c in codes:
+            progress.update(1, c.doc.n_bytes, c.n_tokens)
     return codes, hasher.hexdigest()
 
 
+def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shard, options: RunOptions,
+                  progress: Progress) -> tuple[int, str]:
+    """Score this shard's chunks that are not done yet; returns (documents in the corpus, stream sha256)."""
+    hasher = StreamHasher()
+    n_docs = 0
+
+    def process(k: int, chunk: list[tuple[int, Document]]) -> None:
+        if not shard.owns(k) or state.chunk_done(k):
+            progress.update(len(chunk), sum(d.n_bytes for _, d in chunk), 0)
+            return
+        t0 = time.perf_counter()
+        codes = sorted(plan.scorer.score(chunk), key=lambda c: c.doc_index)
+        if [c.doc_index for c in codes] != [i for i, _ in chunk]:
+            raise AssertionError("scorer lost or duplicated documents")  # an internal bug, never user input
+        seconds = time.perf_counter() - t0
+        docs_table = tables.to_arrow("documents", _document_rows(corpus.name, codes))
+        tokens_table = tables.columns_to_arrow("tokens", _token_columns(codes)) if options.per_token else None
+        state.write_chunk(k, docs_table, tokens_table, seconds)
+        progress.update(len(chunk), sum(c.doc.n_bytes for c in codes), sum(c.n_tokens for c in codes))
+
+    chunk: list[tuple[int, Document]] = []
+    k = 0
+    for i, doc in enumerate(corpus.documents()):
+        hasher.update(doc)
+        n_docs += 1
+        chunk.append((i, doc))
+        if len(chunk) == options.checkpoint_docs:
+            process(k, chunk)
+            chunk, k = [], k + 1
+    if chunk:
+        process(k, chunk)
+    return n_docs, hasher.hexdigest()
+
+
+def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> dict[str, Any]:
+    """Assemble a run whose shards are all done into its tables and commit them; returns the summary row."""
+    state = RunState(out_dir, run_id)
+    meta = state.meta()
+    markers = list(state.shard_markers().values())
+    counts = {m["shard"].split("/")[1] for m in markers}
+    if len(counts) != 1:
+        raise InputError(f"run {run_id}: shard markers of different shard counts ({sorted(counts)}); remove the "
+                         f"stale ones with `mdlbench gc {out_dir}` and re-run the missing shards")
+    n_docs = {m["n_docs"] for m in markers}
+    shas = {m["corpus_sha256"] for m in markers}
+    if len(n_docs) != 1 or len(shas) != 1:
+        raise InputError(f"run {run_id}: shards saw different corpora ({len(shas)} stream hashes); the corpus "
+                         "changed between shards — re-run them on the same data")
+    docs, seconds = state.read_chunks("documents")
+    total = n_docs.pop()
+    got = docs.column("doc_index").to_numpy() if docs is not None else np.zeros(0, dtype=np.int64)
+    if docs is None and total == 0:
+        docs = tables.to_arrow("documents", [])
+    elif not np.array_equal(np.sort(got), np.arange(total)):
+        raise InputError(f"run {run_id}: chunks cover {len(set(got.tolist()))} of {total} documents; re-run the "
+                         "missing shards before merging")
+    docs = docs.sort_by("doc_index")
+    row = meta["run_row"]
+    summary = summarize(row["model"], meta["corpus"], docs, seconds,
+                        bootstrap_samples=meta["bootstrap_samples"], seed=meta["seed"])
+    failures = summary["n_roundtrip_failures"]
+    if failures:
+        log(f"warning: {failures} of {total} documents of {meta['corpus']} do not round-trip through "
+            f"{row['model']}'s tokenizer (decode(encode(text)) != text); their bits are not a valid code — see "
+            "tokenizer_roundtrip_ok in the documents table")
+    run_row = {**row, "corpus": meta["corpus"], "corpus_sha256": shas.pop(), "corpus_source": meta["corpus_source"],
+               "valid_code": failures == 0, "errors": meta["errors"], "bootstrap_samples": meta["bootstrap_samples"],
+               "seed": meta["seed"], "started_at": meta["started_at"], "finished_at": _now(), **_versions()}
+    partitions = {("runs", run_id): tables.to_arrow("runs", [run_row]),
+                  ("documents", run_id): tables.to_arrow("documents", docs.to_pylist())
+                  if docs.num_rows == 0 else docs.replace_schema_metadata(
+                      tables.to_arrow("documents", []).schema.metadata),
+                  ("summary", run_id): tables.to_arrow("summary", [summary])}
+    if meta["per_token"]:
+        tokens, _ = state.read_chunks("tokens")
+        partitions[("tokens", run_id)] = (tokens.sort_by([("doc_index", "ascending"), ("token_index", "ascending")])
+                                          if tokens is not None else tables.columns_to_arrow(
+                                              "tokens", {n: [] for n in tables.TABLES["tokens"][1].names}))
+    tables.commit(out_dir, partitions)
+    state.clear()
+    return summary
+
+
+def _read_summary(out_dir: Path, run_id: str) -> dict[str, Any]:
+    summary = tables.read_table(out_dir, "summary")
+    match = summary[summary["run_id"] == run_id]
+    return match.iloc[0].to_dict() if len(match) else {}
+
+
+def execute_run(model: _Model, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
+                dist: DistContext, log: Callable[[str], None]) -> RunOutcome:
+    """One (model, corpus) run: skip if complete, else score this shard's chunks, then assemble if all are done."""
+    plan = plan_run(model, corpus, options)
+    state = RunState(out_dir, plan.run_id)
+    label = f"{model.name} × {corpus.name}"
+    if state.is_complete() and not options.force:
+        log(f"run {plan.run_id} ({label}) is already complete in {out_dir}; skipping (--force recomputes)")
+        return RunOutcome(plan.run_id, model.name, corpus.name, "reused", _read_summary(out_dir, plan.run_id))
+    meta = {"identity": plan.identity, "chunk_docs": options.checkpoint_docs, "batch_size": options.batch_size,
+            "run_row": plan.row, "corpus": corpus.name, "corpus_source": corpus.source, "errors": options.errors,
+            "bootstrap_samples": options.bootstrap_samples, "seed": options.seed, "per_token": options.per_token,
+            "started_at": _now()}
+    with file_lock_for(state, shard, log, label):
+        if state.is_complete() and not options.force:
+            log(f"run {plan.run_id} ({label}) was completed by another process; skipping")
+            return RunOutcome(plan.run_id, model.name, corpus.name, "reused", _read_summary(out_dir, plan.run_id))
+        if options.force and dist.is_leader and shard.count == 1:
+            state.clear()
+        dist.barrier()
+        state.ensure(meta)
+        progress = Progress(label + (f" [shard {shard}]" if shard.count > 1 else ""), corpus.size_hint_bytes,
+                            enabled=options.progress)
+        n_docs, corpus_sha = _score_chunks(plan, corpus, state, shard, options, progress)
+        progress.close()
+        state.mark_shard(shard, n_docs, corpus_sha)
+    dist.barrier()
+    outcome: RunOutcome
+    if dist.is_leader:
+        missing = state.missing_shards(shard.count)
+        if missing:
+            msg = (f"shard {shard} of run {plan.run_id} ({label}) is done; shards {missing} of {shard.count} are "
+                   f"not — run them, then `mdlbench merge {out_dir}`")
+            log(msg)
+            outcome = RunOutcome(plan.run_id, model.name, corpus.name, "shard-done", {}, msg)
+        else:
+            with file_lock(state.final_lock_path()):
+                summary = (_read_summary(out_dir, plan.run_id) if state.is_complete() and not state.dir.exists()
+                           else finalize_run(out_dir, plan.run_id, log=log))
+            outcome = RunOutcome(plan.run_id, model.name, corpus.name, "done", summary)
+    else:
+        outcome = RunOutcome(plan.run_id, model.name, corpus.name, "shard-done", {})
+    dist.barrier()
+    return outcome
+
+
+def file_lock_for(state: RunState, shard: Shard, log: Callable[[str], None], label: str):
+    return file_lock(state.shard_lock_path(shard),
+                     on_wait=lambda: log(f"run {state.run_id} ({label}) shard {shard} is being written by another "
+                                         "process; waiting for it to finish"))
+
+
 def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], options: RunOptions, out_dir: Path,
-                  *, log: Callable[[str], None] | None = None) -> list[RunOutcome]:
-    """Score every corpus under every model and commit one run per pair. Returns the summary rows."""
+                  *, log: Callable[[str], None] | None = None, dist: DistContext | None = None) -> list[RunOutcome]:
+    """Every corpus under every model, one run per pair. A failing run is reported and the others go on."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
+    dist = dist or DistContext()
     out_dir = Path(out_dir)
+    if options.checkpoint_docs < 1:
+        raise InputError(f"--checkpoint-docs {options.checkpoint_docs}: must be >= 1")
+    if dist.enabled and options.shard:
+        raise InputError("--shard and torchrun both split the work; use one of them")
+    shard = dist.shard if dist.enabled else (Shard.parse(options.shard) if options.shard else SINGLE)
     corpora = [open_corpus(s, text_field=options.text_field, id_field=options.id_field,
                            revision=options.corpus_revision, max_docs=options.max_docs, max_bytes=options.max_bytes,
                            errors=options.errors, data_files=options.data_files) for s in corpus_specs]
-    if options.protocol == "lm-eval" and options.first_token is None:
-        options = replace(options, first_token="bos", end="none")
+    if dist.is_leader:
+        tables.recover(out_dir)
     outcomes: list[RunOutcome] = []
-    tables.recover(out_dir)
     for spec in model_specs:
         if spec != UNIFORM_BYTES:
             log(f"loading model {spec!r} ...")
-        model = _Model(spec, options)
+        try:
+            model = _Model(spec, options)
+        except MdlbenchError as exc:
+            if not outcomes and spec == model_specs[-1] and len(model_specs) == 1:
+                raise
+            log(f"error: {exc}")
+            outcomes += [RunOutcome("", spec, c.name, "failed", {}, str(exc), exc.exit_code) for c in corpora]
+            continue
         for corpus in corpora:
-            run_id, row, scorer = _plan_run(model, corpus, options)
-            if tables.partition_exists(out_dir, "runs", run_id) and not options.force:
-                log(f"run {run_id} ({model.name} × {corpus.name}) is already complete in {out_dir}; skipping "
-                    "(--force recomputes)")
-                summary = tables.read_table(out_dir, "summary")
-                match = summary[summary["run_id"] == run_id]
-                outcomes.append(RunOutcome(run_id, model.name, corpus.name,
-                                           match.iloc[0].to_dict() if len(match) else {}, True))
-                continue
-            started = _now()
-            progress = Progress(f"{model.name} × {corpus.name}", corpus.size_hint_bytes, enabled=options.progress)
-            t0 = time.perf_counter()
-            codes, corpus_sha = score_corpus(scorer, corpus, progress)
-            wall = time.perf_counter() - t0
-            progress.close()
-            summary = summarize(model.name, corpus.name, codes, wall, bootstrap_samples=options.bootstrap_samples,
-                                seed=options.seed)
-            failures = summary["n_roundtrip_failures"]
-            if failures:
-                log(f"warning: {failures} of {len(codes)} documents of {corpus.name} do not round-trip through "
-                    f"{model.name}'s tokenizer (decode(encode(text)) != text); their bits are not a valid code — "
-                    "see tokenizer_roundtrip_ok in the documents table")
-            run_row = {**row, "corpus": corpus.name, "corpus_sha256": corpus_sha, "corpus_source": corpus.source,
-                       "valid_code": failures == 0, "errors": options.errors,
-                       "bootstrap_samples": options.bootstrap_samples, "seed": options.seed, "started_at": started,
-                       "finished_at": _now(), **_versions(),
-                       "config_json": json.dumps({"model_spec": spec, "corpus_spec": corpus.source,
-                                                  **{k: v for k, v in asdict(options).items()
-                                                     if k not in ("force", "progress")}}, sort_keys=True)}
-            partitions = {("runs", run_id): tables.to_arrow("runs", [run_row]),
-                          ("documents", run_id): tables.to_arrow("documents", _document_rows(corpus.name, codes)),
-                          ("summary", run_id): tables.to_arrow("summary", [summary])}
-            if options.per_token:
-                partitions[("tokens", run_id)] = tables.columns_to_arrow("tokens", _token_columns(codes))
-            tables.commit(out_dir, partitions)
-            outcomes.append(RunOutcome(run_id, model.name, corpus.name, summary, False))
+            try:
+                outcomes.append(execute_run(model, corpus, options, out_dir, shard, dist, log))
+            except MdlbenchError as exc:
+                if len(model_specs) * len(corpora) == 1:
+                    raise
+                log(f"error: run {model.name} × {corpus.name} failed: {exc}")
+                outcomes.append(RunOutcome("", model.name, corpus.name, "failed", {}, str(exc), exc.exit_code))
     return outcomes

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdlbench.errors import InputError
+from mdlbench.locks import file_lock
 
 SCHEMA_VERSION = "1"
 STAGING_DIR = ".staging"
@@ -95,10 +96,22 @@ def partition_exists(out_dir: Path, table: str, value: str) -> bool:
     return (partition_dir(out_dir, table, value) / "part-0.parquet").is_file()
 
 
+COMMIT_LOCK = Path(".locks") / "commit.lock"
+
+
 def commit(out_dir: Path, partitions: Mapping[tuple[str, str], pa.Table]) -> None:
-    """Atomically publish {(table, partition value): arrow table}; existing partitions with the same key are replaced."""
+    """Atomically publish {(table, partition value): arrow table}; existing partitions with the same key are replaced.
+
+    Commits into one folder are serialized by a lock, so recovery never mistakes another writer's staging for
+    a crashed one.
+    """
     out_dir = Path(out_dir)
-    recover(out_dir)
+    with file_lock(out_dir / COMMIT_LOCK):
+        _recover_locked(out_dir)
+        _commit_locked(out_dir, partitions)
+
+
+def _commit_locked(out_dir: Path, partitions: Mapping[tuple[str, str], pa.Table]) -> None:
     stage = out_dir / STAGING_DIR / uuid.uuid4().hex
     stage.mkdir(parents=True)
     for (table, value), arrow in partitions.items():
@@ -111,6 +124,13 @@ def commit(out_dir: Path, partitions: Mapping[tuple[str, str], pa.Table]) -> Non
 
 def recover(out_dir: Path) -> None:
     """Finish commits that were marked, discard ones that were not (a crash mid-write)."""
+    if not (Path(out_dir) / STAGING_DIR).is_dir():
+        return
+    with file_lock(Path(out_dir) / COMMIT_LOCK):
+        _recover_locked(Path(out_dir))
+
+
+def _recover_locked(out_dir: Path) -> None:
     staging = Path(out_dir) / STAGING_DIR
     if not staging.is_dir():
         return
@@ -151,7 +171,7 @@ def read_table(out_dir: Path, table: str) -> pd.DataFrame:
     if not any(path.glob(f"{key}=*/part-0.parquet")):
         return pd.DataFrame({key: pd.Series(dtype="string"),
                              **{n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in zip(schema.names,
-                                                                                       schema.types)}})
+                                                                                       schema.types, strict=False)}})
     try:
         df = pd.read_parquet(path)
     except (OSError, pa.ArrowException) as exc:

@@ -11,7 +11,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-
 from conftest import TEXTS
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
@@ -54,7 +53,7 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     assert json.loads(run["config_json"])["window"] == 16 and run["valid_code"]
 
     again = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
-                     "16", "--stride", "8", "--out", str(out), "--bootstrap-samples", "500")
+                     "16", "--stride", "8", "--per-token", "--out", str(out), "--bootstrap-samples", "500")
     assert again.returncode == 0 and "already complete" in again.stderr
     changed = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
                        "16", "--stride", "4", "--out", str(out), "--bootstrap-samples", "500", "--quiet")

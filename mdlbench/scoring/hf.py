@@ -32,7 +32,6 @@ from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
 
 SLICE_ELEMENTS = 1 << 23  # logits per head slice: 64 MiB in float64, whatever the batch or vocabulary
-POOL_WINDOWS_PER_BATCH = 16  # windows gathered across documents before length-sorting into batches
 PREFETCH_DOCS = 64
 # Config attributes of architectures whose LM head is more than a linear map of the final hidden state.
 HEAD_TRANSFORM_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -197,7 +196,7 @@ class HFScorer:
         bs = self.settings.batch_size
         for start in range(0, len(work), bs):
             batch = work[start: start + bs]
-            for (p, w), bits in zip(batch, self._scored_bits(batch)):
+            for (p, w), bits in zip(batch, self._scored_bits(batch), strict=False):
                 p.bits[w] = bits
         for p in pool:
             yield self._finish(p)
@@ -237,15 +236,11 @@ class HFScorer:
                           np.asarray(symbol_bits, dtype=np.float64))
 
     def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
-        pool: list[_Prepared] = []
-        pool_windows = 0
-        limit = max(1, self.settings.batch_size * POOL_WINDOWS_PER_BATCH)
-        for prepared in _prefetch(map(self._prepare, docs), PREFETCH_DOCS):
-            pool.append(prepared)
-            pool_windows += len(prepared.windows)
-            if pool_windows >= limit:
-                yield from self._run_pool(pool)
-                pool, pool_windows = [], 0
-        if pool:
-            yield from self._run_pool(pool)
+        """Code the given documents as one pool: all their windows are length-sorted and batched together.
 
+        The pool is exactly the documents passed in, so the batches — and therefore the float results — depend
+        only on this set of documents and the batch size. The pipeline passes fixed chunks of documents, which is
+        what makes a resumed or sharded run reproduce an uninterrupted one bit for bit.
+        """
+        pool = list(_prefetch(map(self._prepare, docs), PREFETCH_DOCS))
+        yield from self._run_pool(pool)

@@ -1,0 +1,163 @@
+"""Crash-safe progress of one run: locks, per-chunk checkpoints, shard markers, and the final assembly.
+
+A run's documents are cut into fixed chunks of ``chunk_docs`` consecutive documents; chunk k belongs to shard
+``k % n_shards``. Each finished chunk is written atomically (tmp file + rename) under
+``OUT/.progress/<run_id>/``: ``chunk-<k>.tokens.parquet`` (with --per-token) and then ``chunk-<k>.parquet`` (its
+documents rows — the file whose presence marks the chunk done). A shard that has done all its chunks writes
+``shard-<i>-of-<n>.json`` (documents seen, stream sha256). When every shard's marker exists and they agree, the
+chunks are assembled into the run's tables and committed atomically (tables.commit), and the progress folder is
+removed. Because a chunk is always scored as the same pool of documents, a run resumed after ``kill -9`` or split
+across shards/ranks reproduces an uninterrupted run's numbers bit for bit (same batch size and thread count).
+
+Locks are ``fcntl.flock`` on files in ``OUT/.locks/``: they vanish with the process that held them, so a crash
+never leaves a stale lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from mdlbench import tables
+from mdlbench.errors import InputError
+from mdlbench.locks import file_lock, is_locked  # noqa: F401 - re-exported for callers
+
+PROGRESS_DIR = ".progress"
+LOCK_DIR = ".locks"
+RUN_META = "run.json"
+
+
+@dataclass(frozen=True, slots=True)
+class Shard:
+    index: int
+    count: int
+
+    @staticmethod
+    def parse(text: str) -> Shard:
+        """'I/N' with 0 <= I < N."""
+        try:
+            i, n = (int(v) for v in text.split("/"))
+        except ValueError:
+            raise InputError(f"--shard {text!r}: expected I/N, e.g. 0/4") from None
+        if not 0 <= i < n:
+            raise InputError(f"--shard {text!r}: need 0 <= I < N")
+        return Shard(i, n)
+
+    def owns(self, chunk_index: int) -> bool:
+        return chunk_index % self.count == self.index
+
+    def __str__(self) -> str:
+        return f"{self.index}/{self.count}"
+
+
+SINGLE = Shard(0, 1)
+
+
+def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    pq.write_table(table, tmp)
+    with open(tmp, "rb") as f:
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+class RunState:
+    """The progress folder of one run."""
+
+    def __init__(self, out_dir: Path, run_id: str) -> None:
+        self.out_dir = Path(out_dir)
+        self.run_id = run_id
+        self.dir = self.out_dir / PROGRESS_DIR / run_id
+
+    # locks ---------------------------------------------------------------------------------------------------
+    def shard_lock_path(self, shard: Shard) -> Path:
+        return self.out_dir / LOCK_DIR / f"{self.run_id}.shard-{shard.index}-of-{shard.count}.lock"
+
+    def final_lock_path(self) -> Path:
+        return self.out_dir / LOCK_DIR / f"{self.run_id}.final.lock"
+
+    # state ---------------------------------------------------------------------------------------------------
+    def is_complete(self) -> bool:
+        return tables.partition_exists(self.out_dir, "runs", self.run_id)
+
+    def clear(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def ensure(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """Create the folder with the run's metadata, or check an existing one is for the same run."""
+        self.dir.mkdir(parents=True, exist_ok=True)
+        path = self.dir / RUN_META
+        if path.exists():
+            existing = json.loads(path.read_text("utf-8"))
+            if existing.get("identity") != meta.get("identity"):
+                raise InputError(f"{self.dir}: progress of a different run under the same id; remove it with "
+                                 f"`mdlbench gc {self.out_dir}`")
+            if existing.get("chunk_docs") != meta.get("chunk_docs") or existing.get("batch_size") != meta.get(
+                    "batch_size"):
+                raise InputError(f"{self.dir}: this run was started with chunk_docs={existing.get('chunk_docs')}, "
+                                 f"batch_size={existing.get('batch_size')}; resume with the same settings (results "
+                                 "are reproduced bit for bit only then) or pass --force to start over")
+            return existing
+        _write_json_atomic(meta, path)
+        return meta
+
+    def meta(self) -> dict[str, Any]:
+        return json.loads((self.dir / RUN_META).read_text("utf-8"))
+
+    def chunk_path(self, k: int, kind: str = "documents") -> Path:
+        return self.dir / (f"chunk-{k:08d}.parquet" if kind == "documents" else f"chunk-{k:08d}.tokens.parquet")
+
+    def chunk_done(self, k: int) -> bool:
+        return self.chunk_path(k).is_file()
+
+    def write_chunk(self, k: int, documents: pa.Table, tokens: pa.Table | None, seconds: float) -> None:
+        if tokens is not None:
+            _write_parquet_atomic(tokens, self.chunk_path(k, "tokens"))
+        meta = dict(documents.schema.metadata or {})
+        meta[b"chunk_seconds"] = repr(seconds).encode()
+        _write_parquet_atomic(documents.replace_schema_metadata(meta), self.chunk_path(k))
+
+    def done_chunks(self) -> list[int]:
+        return sorted(int(p.name[6:14]) for p in self.dir.glob("chunk-*.parquet") if not p.name.endswith(
+            ".tokens.parquet"))
+
+    def mark_shard(self, shard: Shard, n_docs: int, stream_sha256: str) -> None:
+        _write_json_atomic({"n_docs": n_docs, "corpus_sha256": stream_sha256, "shard": str(shard),
+                            "finished_at": time.time()}, self.dir / f"shard-{shard.index}-of-{shard.count}.json")
+
+    def shard_markers(self) -> dict[str, dict[str, Any]]:
+        return {p.stem: json.loads(p.read_text("utf-8")) for p in sorted(self.dir.glob("shard-*-of-*.json"))}
+
+    def missing_shards(self, count: int) -> list[int]:
+        present = self.shard_markers()
+        return [i for i in range(count) if f"shard-{i}-of-{count}" not in present]
+
+    def read_chunks(self, kind: str = "documents") -> tuple[pa.Table | None, float]:
+        """All chunk tables of one kind concatenated in chunk order, and the summed scoring seconds."""
+        parts, seconds = [], 0.0
+        for k in self.done_chunks():
+            path = self.chunk_path(k, kind)
+            if kind == "tokens" and not path.exists():
+                continue
+            t = pq.read_table(path)
+            parts.append(t)
+            if kind == "documents":
+                seconds += float((t.schema.metadata or {}).get(b"chunk_seconds", b"0"))
+        if not parts:
+            return None, seconds
+        return pa.concat_tables([p.replace_schema_metadata(None) for p in parts]), seconds

@@ -29,7 +29,7 @@ def test_hand_numbers():
 def test_sum_then_divide_not_mean_of_ratios():
     bits, n_bytes = [10.0, 1000.0], [10, 100]
     assert bits_per_byte(sum(bits), sum(n_bytes)) == 1010 / 110
-    assert bits_per_byte(sum(bits), sum(n_bytes)) != np.mean([b / n for b, n in zip(bits, n_bytes)])
+    assert bits_per_byte(sum(bits), sum(n_bytes)) != np.mean([b / n for b, n in zip(bits, n_bytes, strict=False)])
 
 
 def test_fsum_matches_exact_reference_on_1e7_float32_costs():

@@ -7,8 +7,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-
 from conftest import TEXTS
+
 from mdlbench.corpora import open_corpus
 from mdlbench.corpora.manifest import create_manifest
 from mdlbench.errors import InputError

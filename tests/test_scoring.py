@@ -8,8 +8,8 @@ import random
 import numpy as np
 import pytest
 import torch
-
 from conftest import GPT2_VOCAB, TEXTS
+
 from mdlbench.codelength import LN2
 from mdlbench.corpora import Document
 from mdlbench.pipeline import RunOptions, resolve_windowing, score_corpus

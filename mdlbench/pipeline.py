@@ -12,7 +12,8 @@ import json
 import math
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -249,38 +250,58 @@ def score_corpus(scorer: Any, corpus: Corpus, progress: Progress | None = None) 
     return codes, hasher.hexdigest()
 
 
-def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shard, options: RunOptions,
-                  progress: Progress) -> tuple[int, str]:
-    """Score this shard's chunks that are not done yet; returns (documents in the corpus, stream sha256)."""
-    hasher = StreamHasher()
-    n_docs = 0
-
-    def process(k: int, chunk: list[tuple[int, Document]]) -> None:
-        if not shard.owns(k) or state.chunk_done(k):
-            progress.update(len(chunk), sum(d.n_bytes for _, d in chunk), 0)
-            return
-        t0 = time.perf_counter()
-        codes = sorted(plan.scorer.score(chunk), key=lambda c: c.doc_index)
-        if [c.doc_index for c in codes] != [i for i, _ in chunk]:
-            raise AssertionError("scorer lost or duplicated documents")  # an internal bug, never user input
-        seconds = time.perf_counter() - t0
-        docs_table = tables.to_arrow("documents", _document_rows(corpus.name, codes))
-        tokens_table = tables.columns_to_arrow("tokens", _token_columns(codes)) if options.per_token else None
-        state.write_chunk(k, docs_table, tokens_table, seconds)
-        progress.update(len(chunk), sum(c.doc.n_bytes for c in codes), sum(c.n_tokens for c in codes))
-
+def _owned_chunks(corpus: Corpus, state: RunState, shard: Shard, chunk_docs: int, hasher: StreamHasher,
+                  counter: list[int], progress: Progress) -> Iterator[tuple[int, list[tuple[int, Document]]]]:
+    """Yield (k, chunk) for this shard's chunks that are not done; hash and count every document on the way."""
     chunk: list[tuple[int, Document]] = []
     k = 0
+
+    def flush() -> Iterator[tuple[int, list[tuple[int, Document]]]]:
+        if shard.owns(k) and not state.chunk_done(k):
+            yield k, chunk
+        else:
+            progress.update(len(chunk), sum(d.n_bytes for _, d in chunk), 0)
+
     for i, doc in enumerate(corpus.documents()):
         hasher.update(doc)
-        n_docs += 1
+        counter[0] += 1
         chunk.append((i, doc))
-        if len(chunk) == options.checkpoint_docs:
-            process(k, chunk)
+        if len(chunk) == chunk_docs:
+            yield from flush()
             chunk, k = [], k + 1
     if chunk:
-        process(k, chunk)
-    return n_docs, hasher.hexdigest()
+        yield from flush()
+
+
+def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shard, options: RunOptions,
+                  progress: Progress) -> tuple[int, str]:
+    """Score this shard's chunks that are not done yet; returns (documents in the corpus, stream sha256).
+
+    Reading and tokenizing chunk k+1 runs in a background thread while the model codes chunk k.
+    """
+    hasher = StreamHasher()
+    counter = [0]
+    chunks = _owned_chunks(corpus, state, shard, options.checkpoint_docs, hasher, counter, progress)
+
+    def next_prepared() -> tuple[int, list[tuple[int, Document]], Any] | None:
+        item = next(chunks, None)
+        return None if item is None else (item[0], item[1], plan.scorer.prepare(item[1]))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdlbench-prepare") as pool:
+        pending = pool.submit(next_prepared)
+        while (item := pending.result()) is not None:
+            k, chunk, prepared = item
+            pending = pool.submit(next_prepared)
+            t0 = time.perf_counter()
+            codes = sorted(plan.scorer.run(prepared), key=lambda c: c.doc_index)
+            if [c.doc_index for c in codes] != [i for i, _ in chunk]:
+                raise AssertionError("scorer lost or duplicated documents")  # an internal bug, never user input
+            seconds = time.perf_counter() - t0
+            docs_table = tables.to_arrow("documents", _document_rows(corpus.name, codes))
+            tokens_table = tables.columns_to_arrow("tokens", _token_columns(codes)) if options.per_token else None
+            state.write_chunk(k, docs_table, tokens_table, seconds)
+            progress.update(len(chunk), sum(c.doc.n_bytes for c in codes), sum(c.n_tokens for c in codes))
+    return counter[0], hasher.hexdigest()
 
 
 def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 import numpy as np
 
@@ -57,6 +57,14 @@ class Scorer(Protocol):
     name: str
     vocab_size: int
 
+    def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[Any]:
+        """CPU-side preparation of a chunk (tokenization, window plans); may run in a background thread."""
+        ...
+
+    def run(self, pool: list[Any]) -> Iterator[DocumentCode]:
+        """Code a prepared chunk; yields in any order, each document exactly once."""
+        ...
+
     def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
-        """Code each (doc_index, document); yields in any order, each document exactly once."""
+        """prepare + run."""
         ...

@@ -14,8 +14,6 @@ attention makes right padding invisible to real positions).
 
 from __future__ import annotations
 
-import queue
-import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +30,6 @@ from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
 
 SLICE_ELEMENTS = 1 << 23  # logits per head slice: 64 MiB in float64, whatever the batch or vocabulary
-PREFETCH_DOCS = 64
 # Config attributes of architectures whose LM head is more than a linear map of the final hidden state.
 HEAD_TRANSFORM_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
 
@@ -47,30 +44,6 @@ class _Prepared:
     roundtrip_ok: bool
     spans: list[tuple[int, int]] | None
     bits: list[np.ndarray | None] = field(default_factory=list)  # per window, filled by the forward passes
-
-
-def _prefetch(items: Iterator[Any], maxsize: int) -> Iterator[Any]:
-    """Run an iterator in a background thread (tokenizers release the GIL), re-raising its errors here."""
-    q: queue.Queue = queue.Queue(maxsize=maxsize)
-    done = object()
-
-    def worker() -> None:
-        try:
-            for item in items:
-                q.put(item)
-        except BaseException as exc:  # noqa: BLE001 - handed to the consumer
-            q.put(("__error__", exc))
-            return
-        q.put(done)
-
-    threading.Thread(target=worker, daemon=True).start()
-    while True:
-        item = q.get()
-        if item is done:
-            return
-        if isinstance(item, tuple) and len(item) == 2 and item[0] == "__error__":
-            raise item[1]
-        yield item
 
 
 def resolve_token_id(tokenizer: Any, token: str) -> int:
@@ -235,12 +208,19 @@ class HFScorer:
                           np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), context,
                           np.asarray(symbol_bits, dtype=np.float64))
 
-    def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
-        """Code the given documents as one pool: all their windows are length-sorted and batched together.
+    def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[_Prepared]:
+        """Tokenize, check round trips and plan windows (CPU only; safe to run in a background thread while the
+        model works on the previous chunk — tokenizers and torch both release the GIL)."""
+        return [self._prepare(d) for d in docs]
+
+    def run(self, pool: list[_Prepared]) -> Iterator[DocumentCode]:
+        """Code prepared documents as one pool: all their windows are length-sorted and batched together.
 
         The pool is exactly the documents passed in, so the batches — and therefore the float results — depend
         only on this set of documents and the batch size. The pipeline passes fixed chunks of documents, which is
         what makes a resumed or sharded run reproduce an uninterrupted one bit for bit.
         """
-        pool = list(_prefetch(map(self._prepare, docs), PREFETCH_DOCS))
         yield from self._run_pool(pool)
+
+    def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
+        return self.run(self.prepare(docs))

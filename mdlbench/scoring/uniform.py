@@ -19,6 +19,12 @@ class UniformBytesScorer:
     def __init__(self, per_token: bool = False) -> None:
         self.per_token = per_token
 
+    def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[tuple[int, Document]]:
+        return list(docs)
+
+    def run(self, pool: list[tuple[int, Document]]) -> Iterator[DocumentCode]:
+        return self.score(pool)
+
     def score(self, docs: Iterable[tuple[int, Document]]) -> Iterator[DocumentCode]:
         for doc_index, doc in docs:
             data = doc.text.encode("utf-8")

@@ -1,0 +1,124 @@
+"""Tables of prequential runs (registered at import), their rows, the run id, the program cost, seed aggregates.
+
+``prequential_blocks``: one row per block (blockwise) or batch (online) per seed. ``n_bytes`` of a block is the
+UTF-8 bytes attributed to its tokens: each token's exact byte span when the tokenizer's pieces tile the document
+(byte-level BPE), else the document's bytes spread over its tokens by ``schedule.proportional_byte_attribution``;
+separators get 0 bytes. Either way Σ blocks = the corpus's exact UTF-8 byte count.
+``prequential``: one row per seed. ``run_id`` (the partition) covers every seed of one invocation.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import statistics
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import pyarrow as pa
+import zstandard
+
+from mdlbench import SCORING_CODE_VERSION
+from mdlbench.codelength import bits_per_byte
+from mdlbench.prequential.estimators import PrequentialEstimate
+from mdlbench.tables import register_table, to_arrow
+
+# Bumped whenever a change here or in estimators.py could change a prequential number; part of the run id.
+PREQUENTIAL_CODE_VERSION = "1"
+ZSTD_LEVEL = 19  # pinned: program_bits must not depend on a library default
+
+BLOCKS_TABLE = "prequential_blocks"
+SUMMARY_TABLE = "prequential"
+
+_f64, _i64, _str = pa.float64(), pa.int64(), pa.string()
+
+BLOCKS_SCHEMA = pa.schema([
+    ("estimator", _str), ("seed", _i64), ("block_index", _i64), ("token_start", _i64), ("token_end", _i64),
+    ("n_bytes", _i64), ("coder", _str), ("code_length_bits", _f64), ("train_tokens", _i64),
+    ("train_seconds", _f64),
+])
+SUMMARY_SCHEMA = pa.schema([
+    ("estimator", _str), ("mode", _str), ("seed", _i64), ("corpus", _str), ("n_documents", _i64),
+    ("n_tokens", _i64), ("n_bytes", _i64), ("vocab_size", _i64),
+    ("prequential_bits", _f64), ("bits_per_byte", _f64), ("uniform_bits", _f64),
+    ("final_model_data_bits", _f64), ("model_information_bits", _f64), ("program_bits", _i64),
+    # "" when the model starts from its seeded init; else "checkpoint:<path> sha256:<hex>": the code length is
+    # then conditional on that checkpoint, whose bits are not charged.
+    ("conditional_on", _str), ("wall_seconds", _f64), ("config_json", _str),
+])
+
+register_table(BLOCKS_TABLE, "run_id", BLOCKS_SCHEMA)
+register_table(SUMMARY_TABLE, "run_id", SUMMARY_SCHEMA)
+
+
+def canonical_json(value: Any) -> str:
+    """The one serialization hashed and stored: sorted keys, no spaces, UTF-8 kept."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+
+
+def prequential_run_id(config_json: str, corpus_sha256: str, seeds: Sequence[int],
+                       code_version: str = f"{SCORING_CODE_VERSION}.{PREQUENTIAL_CODE_VERSION}") -> str:
+    """sha256 of (resolved config JSON, corpus sha256, seeds in order, code version): same inputs, same id."""
+    payload = canonical_json({"config": config_json, "corpus_sha256": corpus_sha256,
+                              "seeds": [int(s) for s in seeds], "code_version": code_version})
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+
+
+def program_bits(config_json: str, tokenizer_files: Mapping[str, bytes]) -> int:
+    """8 × zstd-19 size of the resolved training configuration and the tokenizer files (sorted by name, each
+    length-prefixed). The learning code itself is identified by its version in the config, not charged."""
+    parts = [config_json.encode("utf-8")]
+    for name in sorted(tokenizer_files):
+        parts += [name.encode("utf-8"), tokenizer_files[name]]
+    payload = b"".join(len(p).to_bytes(8, "little") + p for p in parts)
+    return 8 * len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(payload))
+
+
+def block_rows(estimate: PrequentialEstimate) -> list[dict[str, Any]]:
+    return [{"estimator": estimate.estimator, "seed": estimate.seed, "block_index": b.block_index,
+             "token_start": b.token_start, "token_end": b.token_end, "n_bytes": b.n_bytes, "coder": b.coder,
+             "code_length_bits": b.code_length_bits, "train_tokens": b.train_tokens,
+             "train_seconds": b.train_seconds} for b in estimate.blocks]
+
+
+def summary_row(estimate: PrequentialEstimate, *, corpus: str, n_documents: int, program_bits: int,
+                config_json: str, conditional_on: str = "") -> dict[str, Any]:
+    bits = estimate.prequential_bits
+    return {"estimator": estimate.estimator, "mode": estimate.mode, "seed": estimate.seed, "corpus": corpus,
+            "n_documents": n_documents, "n_tokens": estimate.n_tokens, "n_bytes": estimate.n_bytes,
+            "vocab_size": estimate.vocab_size, "prequential_bits": bits,
+            "bits_per_byte": bits_per_byte(bits, estimate.n_bytes), "uniform_bits": estimate.uniform_bits,
+            "final_model_data_bits": estimate.final_model_data_bits,
+            "model_information_bits": estimate.model_information_bits, "program_bits": program_bits,
+            "conditional_on": conditional_on, "wall_seconds": estimate.wall_seconds, "config_json": config_json}
+
+
+def to_tables(run_id: str, blocks: Sequence[Mapping[str, Any]],
+              summaries: Sequence[Mapping[str, Any]]) -> dict[tuple[str, str], pa.Table]:
+    """The partitions to hand to ``mdlbench.tables.commit``."""
+    return {(BLOCKS_TABLE, run_id): to_arrow(BLOCKS_TABLE, blocks),
+            (SUMMARY_TABLE, run_id): to_arrow(SUMMARY_TABLE, summaries)}
+
+
+AGGREGATED = ("prequential_bits", "bits_per_byte", "final_model_data_bits", "model_information_bits")
+
+
+def aggregate_seeds(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and sample sd (n-1; NaN for one seed) over seeds of the ``prequential`` rows, per
+    (corpus, estimator, mode, conditional_on). Example: prequential_bits 10 and 14 -> mean 12, sd 2.828..."""
+    groups: dict[tuple[str, ...], list[Mapping[str, Any]]] = {}
+    for row in rows:
+        key = tuple(str(row.get(k, "")) for k in ("corpus", "estimator", "mode", "conditional_on"))
+        groups.setdefault(key, []).append(row)
+    out = []
+    for (corpus, estimator, mode, conditional_on), members in groups.items():
+        agg: dict[str, Any] = {"corpus": corpus, "estimator": estimator, "mode": mode,
+                               "conditional_on": conditional_on, "n_seeds": len(members),
+                               "seeds": [int(r["seed"]) for r in members]}
+        for col in AGGREGATED:
+            values = [float(r[col]) for r in members]
+            agg[f"{col}_mean"] = math.fsum(values) / len(values)
+            agg[f"{col}_sd"] = statistics.stdev(values) if len(values) > 1 else math.nan
+        out.append(agg)
+    return out

@@ -60,6 +60,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="documents per crash-safe checkpoint; a killed run resumes from the last one")
     add("--shard", help="I/N: score only this shard's chunks (Slurm arrays, several hosts); `mdlbench merge` "
         "assembles the run once all N are done")
+    add("--baselines", help="classical compressors to run on the same bytes, comma-separated, or 'none' "
+        "(default: all; see `mdlbench baselines --list`); computed once per corpus, in a second process")
+    add("--two-part", help="parameter codes for two-part MDL, comma-separated: naive, checkpoint(-zstd), "
+        "gguf-file, quantized (re-scores the corpus per width), or 'none' (default: naive, gguf-file, and "
+        "checkpoint-zstd for models up to 16M parameters)")
+    add("--verify-coding", type=int, default=0, metavar="N",
+        help="compress and decompress the first N documents with a real range coder (the coding table)")
+    add("--prequential", action="store_true", help="also compute prequential MDL of each corpus (minutes per seed)")
+    add("--prequential-seeds", default="0,1,2", help="seeds (orders and initializations) for --prequential")
+    add("--prequential-arch", help="transformers config JSON of the prequential model (default: a small GPT-2)")
     add("--force", action="store_true", help="recompute runs that are already complete")
     add("--json", action="store_true", help="one JSON line per run on stdout instead of the table")
     add("--quiet", action="store_true", help="no progress on stderr")
@@ -74,7 +84,13 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                       data_files=args.data_files, max_docs=args.max_docs, max_bytes=args.max_bytes,
                       errors=args.errors, bootstrap_samples=args.bootstrap_samples, seed=args.seed,
                       checkpoint_docs=args.checkpoint_docs, shard=args.shard, force=args.force,
-                      progress=not args.quiet)
+                      progress=not args.quiet, baselines=_names(args.baselines), two_part=_names(args.two_part),
+                      verify_coding=args.verify_coding, prequential=args.prequential,
+                      prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch)
+
+
+def _names(text: str | None) -> tuple[str, ...] | None:
+    return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
 
 
 def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str], list[str], RunOptions, Path]:
@@ -132,6 +148,8 @@ def _exit_code(outcomes: list[RunOutcome]) -> int:
 
 
 def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
+    from mdlbench.extras import describe_two_part, fmt_bytes
+
     rows = []
     for o in outcomes:
         s = o.summary
@@ -141,10 +159,44 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
             continue
         low, high = s.get("bpb_ci_low", math.nan), s.get("bpb_ci_high", math.nan)
         ci = f"[{low:.4f}, {high:.4f}]" if low == low else "—"
+        best = o.extras.get("best_per_document")
+        vs = f"{best[0]} {best[1]:.3f} (×{float(s['bits_per_byte']) / best[1]:.2f})" if best else "—"
         rows.append([o.model[:40], o.corpus, int(s["n_docs"]), int(s["n_bytes"]), int(s["n_tokens"]),
-                     float(s["bits_per_byte"]), ci, float(s["bits_per_token"]), float(s["bits_per_char"]),
+                     float(s["bits_per_byte"]), ci, float(s["bits_per_token"]), float(s["bits_per_char"]), vs,
                      o.run_id + (" (reused)" if o.reused else "")])
     if rows:
         print(format_table(["model", "corpus", "docs", "bytes", "tokens", "bits/byte", "95% CI", "bits/token",
-                            "bits/char", "run_id"], rows))
+                            "bits/char", "best compressor per doc (model/it)", "run_id"], rows))
+    concatenated = {o.corpus: o.extras["best_concatenated"] for o in outcomes if o.extras.get("best_concatenated")}
+    for corpus, (name, bpb) in concatenated.items():
+        print(f"\nbest compressor on {corpus} as one stream (cross-document context): {name} {bpb:.4f} bits/byte")
+    two_part = [o for o in outcomes if o.extras.get("two_part") is not None and len(o.extras["two_part"])]
+    if two_part:
+        from mdlbench.mdl.two_part import EXPLANATION
+
+        print("\ntwo-part MDL (model description + data given the model):")
+        for o in two_part:
+            print(f" {o.model} × {o.corpus}:")
+            for line in describe_two_part(o.extras["two_part"]):
+                print(line)
+            best = o.extras.get("best_per_document")
+            if best:
+                from mdlbench.mdl.two_part import break_even_bytes
+
+                tp = o.extras["two_part"].sort_values("total_bits")
+                r = tp.iloc[0]
+                n_star = break_even_bytes(float(r["model_bits"] + r["tokenizer_bits"]),
+                                          float(r["data_bits_per_byte"]), best[1])
+                if n_star is None:
+                    print(f"  no code pays for itself against {best[0]}: the model's data bits/byte "
+                          f"({r['data_bits_per_byte']:.3f}) is not below {best[0]}'s ({best[1]:.3f})")
+                else:
+                    print(f"  the cheapest code, {r['param_code']}, pays for itself against {best[0]} on more "
+                          f"than {fmt_bytes(n_star)} of such text")
+        print("\n" + EXPLANATION)
+    preq = {o.corpus: o.extras["prequential"] for o in outcomes if o.extras.get("prequential")}
+    for corpus, aggregates in preq.items():
+        for a in aggregates:
+            print(f"\nprequential ({a['estimator']}, {a['n_seeds']} seed(s)) on {corpus}: "
+                  f"{a['bits_per_byte_mean']:.4f} ± {a['bits_per_byte_sd']:.4f} bits/byte")
     print(f"\ntables: {Path(out_dir).resolve()}  (e.g. pandas.read_parquet('{out_dir}/summary'))")

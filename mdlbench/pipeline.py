@@ -14,7 +14,7 @@ import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -23,7 +23,7 @@ import numpy as np
 import pyarrow as pa
 
 import mdlbench
-from mdlbench import tables
+from mdlbench import extras, tables
 from mdlbench.codelength import bits_per_byte, bits_per_char, bits_per_token, bootstrap_ratio_ci, fsum_bits
 from mdlbench.corpora import Corpus, Document, StreamHasher, open_corpus
 from mdlbench.distributed import DistContext
@@ -32,7 +32,7 @@ from mdlbench.locks import file_lock
 from mdlbench.progress import Progress
 from mdlbench.runstate import SINGLE, RunState, Shard
 from mdlbench.scoring.base import DocumentCode, ScoringSettings
-from mdlbench.scoring.models import UNIFORM_BYTES, LoadedModel, load_model, unique_parameter_count
+from mdlbench.scoring.models import UNIFORM_BYTES, LoadedModel, load_model
 from mdlbench.scoring.uniform import UniformBytesScorer
 
 DEFAULT_MODELS = ("default", UNIFORM_BYTES)
@@ -70,6 +70,13 @@ class RunOptions:
     progress: bool = True
     checkpoint_docs: int = 64  # documents per crash-safe chunk (also the unit of sharding)
     shard: str | None = None  # "I/N": score only chunks k with k % N == I (see runstate.py)
+    # Extras: separate tables, not part of the run id (they do not change the code lengths).
+    baselines: tuple[str, ...] | None = None  # compressor names; None = all; ("none",) = none
+    two_part: tuple[str, ...] | None = None  # parameter codes; None = the cheap defaults; ("none",) = none
+    verify_coding: int = 0  # compress + decompress the first N documents with a real range coder
+    prequential: bool = False  # also run prequential MDL on each corpus (minutes per seed)
+    prequential_seeds: str = "0,1,2"
+    prequential_arch: str | None = None  # transformers config JSON for the prequential model
 
 
 Status = Literal["done", "reused", "shard-done", "failed"]
@@ -84,6 +91,9 @@ class RunOutcome:
     summary: dict[str, Any]
     message: str = ""
     exit_code: int = 0
+    corpus_sha256: str = ""
+    plan: Any = field(default=None, repr=False)
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def reused(self) -> bool:
@@ -119,6 +129,19 @@ def resolve_windowing(options: RunOptions, context_length: int | None) -> tuple[
         raise InputError(f"--batch-size {options.batch_size}: must be >= 1")
     settings = ScoringSettings(window, stride, first or "bos", end or "eos", options.batch_size, options.per_token)
     return settings, window, stride
+
+
+PARAM_COLUMNS = ("params_embedding", "params_attention", "params_ffn", "params_norm", "params_lm_head",
+                 "params_other", "n_layers", "d_model", "d_ff", "n_heads", "context_length", "ffn_ratio",
+                 "ffn_param_share")
+
+
+def _param_columns(model: Any) -> dict[str, Any]:
+    """n_params and its split by component, plus the architecture, for the runs table (see mdl/params.py)."""
+    from mdlbench.mdl.params import count_parameters
+
+    counts = count_parameters(model).as_columns()
+    return {"n_params": counts["params_total"], **{k: counts[k] for k in PARAM_COLUMNS}}
 
 
 def content_address(identity: dict[str, Any]) -> str:
@@ -212,7 +235,8 @@ def plan_run(model: _Model, corpus: Corpus, options: RunOptions) -> PlannedRun:
         row = {"model": UNIFORM_BYTES, "model_revision": "", "model_sha256": "", "model_format": "builtin",
                "tokenizer_sha256": "", "vocab_size": 256, "window": None, "stride": None, "first_token": "none",
                "end": "none", "protocol": options.protocol, "prefix_token_id": None, "eos_token_id": None,
-               "dtype": "n/a", "device": "cpu", "batch_size": None, "n_params": 0}
+               "dtype": "n/a", "device": "cpu", "batch_size": None, "n_params": 0,
+               **dict.fromkeys(PARAM_COLUMNS)}
         scorer: Any = UniformBytesScorer(options.per_token)
     else:
         lm = model.loaded
@@ -227,7 +251,7 @@ def plan_run(model: _Model, corpus: Corpus, options: RunOptions) -> PlannedRun:
                "window": window, "stride": stride, "first_token": settings.first_token, "end": settings.end,
                "protocol": options.protocol, "prefix_token_id": scorer.prefix_token_id,
                "eos_token_id": scorer.eos_token_id, "dtype": lm.dtype, "device": lm.device,
-               "batch_size": settings.batch_size, "n_params": unique_parameter_count(lm.model)}
+               "batch_size": settings.batch_size, **_param_columns(lm.model)}
     row["config_json"] = json.dumps({"model_spec": model.spec, "corpus_spec": corpus.source,
                                      **{k: v for k, v in asdict(options).items() if k not in ("force", "progress")}},
                                     sort_keys=True)
@@ -363,6 +387,16 @@ def execute_run(model: _Model, corpus: Corpus, options: RunOptions, out_dir: Pat
                 dist: DistContext, log: Callable[[str], None]) -> RunOutcome:
     """One (model, corpus) run: skip if complete, else score this shard's chunks, then assemble if all are done."""
     plan = plan_run(model, corpus, options)
+    outcome = _execute_planned(plan, model, corpus, options, out_dir, shard, dist, log)
+    outcome.plan = plan
+    if outcome.status in ("done", "reused"):
+        runs = tables.read_table(out_dir, "runs")
+        outcome.corpus_sha256 = str(runs.loc[runs["run_id"] == plan.run_id, "corpus_sha256"].iloc[0])
+    return outcome
+
+
+def _execute_planned(plan: PlannedRun, model: _Model, corpus: Corpus, options: RunOptions, out_dir: Path,
+                     shard: Shard, dist: DistContext, log: Callable[[str], None]) -> RunOutcome:
     state = RunState(out_dir, plan.run_id)
     label = f"{model.name} × {corpus.name}"
     if state.is_complete() and not options.force:
@@ -411,9 +445,34 @@ def file_lock_for(state: RunState, shard: Shard, log: Callable[[str], None], lab
                                          "process; waiting for it to finish"))
 
 
+def _open_kwargs(options: RunOptions) -> dict[str, Any]:
+    return {"text_field": options.text_field, "id_field": options.id_field, "revision": options.corpus_revision,
+            "max_docs": options.max_docs, "max_bytes": options.max_bytes, "errors": options.errors,
+            "data_files": options.data_files}
+
+
+def _add_extras(outcome: RunOutcome, corpus: Corpus, options: RunOptions, out_dir: Path,
+                baselines: extras.BaselineRunner, spec: str, log: Callable[[str], None]) -> None:
+    """Two-part and real-coding tables for a finished run (computed once; filled in if missing)."""
+    plan = outcome.plan
+    if plan is None or plan.scorer.__class__.__name__ != "HFScorer":
+        return
+    run_id = outcome.run_id
+    codes = extras.two_part_codes(options.two_part, int(plan.row["n_params"] or 0))
+    if codes and (options.force or not tables.partition_exists(out_dir, "two_part", run_id)):
+        log(f"two-part codes for {outcome.model} × {corpus.name}: {', '.join(codes)} ...")
+        refs = baselines.result(spec, outcome.corpus_sha256)
+        tables.commit(out_dir, extras.two_part_partitions(run_id, plan, corpus, outcome.summary, codes, refs,
+                                                          options.checkpoint_docs))
+    if options.verify_coding > 0 and (options.force or not tables.partition_exists(out_dir, "coding", run_id)):
+        log(f"real coding of {options.verify_coding} document(s) of {corpus.name} with {outcome.model} ...")
+        tables.commit(out_dir, extras.coding_partition(run_id, plan, corpus, options.verify_coding))
+
+
 def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], options: RunOptions, out_dir: Path,
                   *, log: Callable[[str], None] | None = None, dist: DistContext | None = None) -> list[RunOutcome]:
-    """Every corpus under every model, one run per pair. A failing run is reported and the others go on."""
+    """Every corpus under every model, one run per pair, plus the extras. A failing run is reported and the
+    others go on."""
     log = log or (lambda msg: print(msg, file=sys.stderr))
     dist = dist or DistContext()
     out_dir = Path(out_dir)
@@ -422,29 +481,70 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
     if dist.enabled and options.shard:
         raise InputError("--shard and torchrun both split the work; use one of them")
     shard = dist.shard if dist.enabled else (Shard.parse(options.shard) if options.shard else SINGLE)
-    corpora = [open_corpus(s, text_field=options.text_field, id_field=options.id_field,
-                           revision=options.corpus_revision, max_docs=options.max_docs, max_bytes=options.max_bytes,
-                           errors=options.errors, data_files=options.data_files) for s in corpus_specs]
+    corpora = [open_corpus(s, **_open_kwargs(options)) for s in corpus_specs]
+    leader_extras = dist.is_leader and shard.count == 1
+    baselines = extras.BaselineRunner(out_dir, extras.baseline_names(options.baselines) if leader_extras else [])
     if dist.is_leader:
         tables.recover(out_dir)
     outcomes: list[RunOutcome] = []
-    for spec in model_specs:
-        if spec != UNIFORM_BYTES:
-            log(f"loading model {spec!r} ...")
-        try:
-            model = _Model(spec, options)
-        except MdlbenchError as exc:
-            if not outcomes and spec == model_specs[-1] and len(model_specs) == 1:
-                raise
-            log(f"error: {exc}")
-            outcomes += [RunOutcome("", spec, c.name, "failed", {}, str(exc), exc.exit_code) for c in corpora]
-            continue
-        for corpus in corpora:
+    try:
+        for spec in corpus_specs:
+            baselines.start(spec, _open_kwargs(options))
+        for spec in model_specs:
+            if spec != UNIFORM_BYTES:
+                log(f"loading model {spec!r} ...")
             try:
-                outcomes.append(execute_run(model, corpus, options, out_dir, shard, dist, log))
+                model = _Model(spec, options)
             except MdlbenchError as exc:
-                if len(model_specs) * len(corpora) == 1:
+                if len(model_specs) == 1:
                     raise
-                log(f"error: run {model.name} × {corpus.name} failed: {exc}")
-                outcomes.append(RunOutcome("", model.name, corpus.name, "failed", {}, str(exc), exc.exit_code))
+                log(f"error: {exc}")
+                outcomes += [RunOutcome("", spec, c.name, "failed", {}, str(exc), exc.exit_code) for c in corpora]
+                continue
+            for corpus_spec, corpus in zip(corpus_specs, corpora, strict=True):
+                try:
+                    outcome = execute_run(model, corpus, options, out_dir, shard, dist, log)
+                    if leader_extras and outcome.status in ("done", "reused"):
+                        _add_extras(outcome, corpus, options, out_dir, baselines, corpus_spec, log)
+                    outcomes.append(outcome)
+                except MdlbenchError as exc:
+                    if len(model_specs) * len(corpora) == 1:
+                        raise
+                    log(f"error: run {model.name} × {corpus.name} failed: {exc}")
+                    outcomes.append(RunOutcome("", model.name, corpus.name, "failed", {}, str(exc), exc.exit_code))
+            del model  # one model in memory at a time
+        if leader_extras:
+            _attach_comparisons(outcomes, corpus_specs, corpora, options, out_dir, baselines, log)
+    finally:
+        baselines.close()
     return outcomes
+
+
+def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str], corpora: Sequence[Corpus],
+                        options: RunOptions, out_dir: Path, baselines: extras.BaselineRunner,
+                        log: Callable[[str], None]) -> None:
+    """Best baselines, two-part rows and prequential results next to each run, for the console summary."""
+    by_corpus = {c.name: (spec, c) for spec, c in zip(corpus_specs, corpora, strict=True)}
+    for o in outcomes:
+        if o.status not in ("done", "reused") or o.corpus not in by_corpus:
+            continue
+        spec, _ = by_corpus[o.corpus]
+        refs = baselines.result(spec, o.corpus_sha256)
+        o.extras["best_per_document"] = extras.best_baseline(refs, "per_document")
+        o.extras["best_concatenated"] = extras.best_baseline(refs, "concatenated")
+        if tables.partition_exists(out_dir, "two_part", o.run_id):
+            import mdlbench.mdl.two_part  # noqa: F401 - registers the table
+
+            tp = tables.read_table(out_dir, "two_part")
+            o.extras["two_part"] = tp[tp["run_id"] == o.run_id]
+    if options.prequential:
+        from mdlbench.prequential import run_prequential_for_corpus
+        from mdlbench.prequential.cli import parse_seeds
+
+        for corpus in corpora:
+            result = run_prequential_for_corpus(corpus, arch=options.prequential_arch,
+                                                seeds=parse_seeds(options.prequential_seeds), out_dir=out_dir,
+                                                force=options.force)
+            for o in outcomes:
+                if o.corpus == corpus.name and o.status in ("done", "reused"):
+                    o.extras["prequential"] = result.aggregate

@@ -43,6 +43,9 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("window", _i64), ("stride", _i64), ("first_token", _str), ("end", _str), ("protocol", _str),
         ("prefix_token_id", _i64), ("eos_token_id", _i64),
         ("dtype", _str), ("device", _str), ("batch_size", _i64), ("n_params", _i64),
+        ("params_embedding", _i64), ("params_attention", _i64), ("params_ffn", _i64), ("params_norm", _i64),
+        ("params_lm_head", _i64), ("params_other", _i64), ("n_layers", _i64), ("d_model", _i64), ("d_ff", _i64),
+        ("n_heads", _i64), ("context_length", _i64), ("ffn_ratio", _f64), ("ffn_param_share", _f64),
         ("valid_code", _bool), ("errors", _str), ("bootstrap_samples", _i64), ("seed", _i64),
         ("started_at", _str), ("finished_at", _str), ("mdlbench_version", _str), ("scoring_code_version", _str),
         ("torch_version", _str), ("transformers_version", _str), ("config_json", _str),
@@ -66,9 +69,24 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
 }
 
 
+# Tables defined by feature modules, registered when the module is imported (see register_table).
+FEATURE_TABLES = {"baselines": "mdlbench.baselines.run", "two_part": "mdlbench.mdl.two_part",
+                  "two_part_vs_baseline": "mdlbench.mdl.two_part", "prequential": "mdlbench.prequential",
+                  "prequential_blocks": "mdlbench.prequential", "coding": "mdlbench.coding"}
+
+
+def table_spec(table: str) -> tuple[str, pa.Schema]:
+    """(partition key, schema) of a table, importing the feature module that defines it if needed."""
+    if table not in TABLES and table in FEATURE_TABLES:
+        import importlib
+
+        importlib.import_module(FEATURE_TABLES[table])
+    return TABLES[table]
+
+
 def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Rows (dicts) -> an Arrow table with the fixed schema; a missing or extra column is a bug, so it raises."""
-    _, schema = TABLES[table]
+    _, schema = table_spec(table)
     names = set(schema.names)
     for row in rows[:1]:
         if set(row) != names:
@@ -79,7 +97,7 @@ def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 def columns_to_arrow(table: str, columns: Mapping[str, Any]) -> pa.Table:
     """Columns (name -> array-like) -> an Arrow table with the fixed schema: the fast path for per-token rows."""
-    _, schema = TABLES[table]
+    _, schema = table_spec(table)
     if set(columns) != set(schema.names):
         raise ValueError(f"{table}: columns {sorted(set(columns) ^ set(schema.names))} differ from the schema")
     arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
@@ -88,7 +106,7 @@ def columns_to_arrow(table: str, columns: Mapping[str, Any]) -> pa.Table:
 
 
 def partition_dir(out_dir: Path, table: str, value: str) -> Path:
-    key, _ = TABLES[table]
+    key, _ = table_spec(table)
     return Path(out_dir) / table / f"{key}={value}"
 
 
@@ -166,7 +184,7 @@ def _write_atomic(path: Path, data: bytes) -> None:
 
 def read_table(out_dir: Path, table: str) -> pd.DataFrame:
     """All partitions of a table as one DataFrame (empty, with the schema's columns, if there are none)."""
-    key, schema = TABLES[table]
+    key, schema = table_spec(table)
     path = Path(out_dir) / table
     if not any(path.glob(f"{key}=*/part-0.parquet")):
         return pd.DataFrame({key: pd.Series(dtype="string"),

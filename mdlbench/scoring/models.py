@@ -107,18 +107,6 @@ def tokenizer_sha256(tokenizer: Any) -> str:
     return hashlib.sha256(repr(vocab).encode("utf-8")).hexdigest()
 
 
-def unique_parameter_count(model: Any) -> int:
-    """Parameter elements counted once per storage (tied embeddings once); buffers excluded."""
-    seen: set[int] = set()
-    total = 0
-    for p in model.parameters():
-        key = p.data_ptr()
-        if key not in seen:
-            seen.add(key)
-            total += p.numel()
-    return total
-
-
 def _torch_dtype(dtype: str) -> Any:
     import torch
 

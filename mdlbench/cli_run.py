@@ -41,7 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
     add("--dtype", choices=DTYPES, default="float32")
     add("--device", choices=DEVICES, default="auto")
-    add("--batch-size", type=int, default=8, help="windows per forward pass (results do not depend on it)")
+    add("--batch-size", type=_batch_size, default=8,
+        help="windows per forward pass, or 'auto' (8 on CPU; on GPUs 64, halved on out-of-memory); results do "
+             "not depend on it")
     add("--per-token", action="store_true", help="also write the tokens table (one row per coded token)")
     add("--revision", dest="model_revision", help="model revision (commit sha) for hub ids")
     add("--boundary-token", help="token that starts and ends documents (overrides the tokenizer's BOS/EOS)")
@@ -87,6 +89,16 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                       progress=not args.quiet, baselines=_names(args.baselines), two_part=_names(args.two_part),
                       verify_coding=args.verify_coding, prequential=args.prequential,
                       prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch)
+
+
+def _batch_size(text: str) -> int:
+    """'auto' -> 0 (resolved by the scorer), else a positive int."""
+    if text == "auto":
+        return 0
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError("must be >= 1 or 'auto'")
+    return value
 
 
 def _names(text: str | None) -> tuple[str, ...] | None:

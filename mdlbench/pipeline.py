@@ -52,7 +52,7 @@ class RunOptions:
     protocol: Protocol = "mdlbench"
     dtype: str = "float32"
     device: str = "auto"
-    batch_size: int = 8
+    batch_size: int = 8  # 0 = auto (scoring/hf.py)
     per_token: bool = False
     model_revision: str | None = None
     boundary_token: str | None = None
@@ -125,8 +125,8 @@ def resolve_windowing(options: RunOptions, context_length: int | None) -> tuple[
     if context_length is not None and window > context_length:
         raise InputError(f"--window {window} exceeds the model's context of {context_length} tokens; "
                          f"use --window {context_length} or less")
-    if options.batch_size < 1:
-        raise InputError(f"--batch-size {options.batch_size}: must be >= 1")
+    if options.batch_size < 0:
+        raise InputError(f"--batch-size {options.batch_size}: must be >= 1, or 0 for auto")
     settings = ScoringSettings(window, stride, first or "bos", end or "eos", options.batch_size, options.per_token)
     return settings, window, stride
 
@@ -383,10 +383,9 @@ def _read_summary(out_dir: Path, run_id: str) -> dict[str, Any]:
     return match.iloc[0].to_dict() if len(match) else {}
 
 
-def execute_run(model: _Model, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
+def execute_run(plan: PlannedRun, model: _Model, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
                 dist: DistContext, log: Callable[[str], None]) -> RunOutcome:
     """One (model, corpus) run: skip if complete, else score this shard's chunks, then assemble if all are done."""
-    plan = plan_run(model, corpus, options)
     outcome = _execute_planned(plan, model, corpus, options, out_dir, shard, dist, log)
     outcome.plan = plan
     if outcome.status in ("done", "reused"):
@@ -488,8 +487,6 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
         tables.recover(out_dir)
     outcomes: list[RunOutcome] = []
     try:
-        for spec in corpus_specs:
-            baselines.start(spec, _open_kwargs(options))
         for spec in model_specs:
             if spec != UNIFORM_BYTES:
                 log(f"loading model {spec!r} ...")
@@ -503,7 +500,10 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
                 continue
             for corpus_spec, corpus in zip(corpus_specs, corpora, strict=True):
                 try:
-                    outcome = execute_run(model, corpus, options, out_dir, shard, dist, log)
+                    plan = plan_run(model, corpus, options)
+                    # Baselines start once a run on the corpus is known to be valid: bad input writes nothing.
+                    baselines.start(corpus_spec, _open_kwargs(options))
+                    outcome = execute_run(plan, model, corpus, options, out_dir, shard, dist, log)
                     if leader_extras and outcome.status in ("done", "reused"):
                         _add_extras(outcome, corpus, options, out_dir, baselines, corpus_spec, log)
                     outcomes.append(outcome)

@@ -45,7 +45,8 @@ sys.exit(main(sys.argv[1:]))
 def corpus(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("corpus") / "docs.jsonl"
     rng = random.Random(0)
-    words = ["the", "of", "and", "to", "in", "compression", "model", "bits", "byte", "code", "length", "prequential", "数据", "🙂"]
+    words = ["the", "of", "and", "to", "in", "compression", "model", "bits", "byte", "code", "length",
+             "prequential", "数据", "🙂"]
     with path.open("w", encoding="utf-8") as f:
         for i in range(N_DOCS):
             text = " ".join(rng.choice(words) for _ in range(rng.randint(0, 60)))

@@ -46,13 +46,7 @@ TINY_ARCH = {"model_type": "gpt2", "n_layer": 2, "n_embd": 32, "n_head": 2, "n_p
              "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # Tiny models gain nothing from threads, and a shared machine makes them slower; restore afterwards.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_factory(vocab_size: int = V, context_tokens: int = CONTEXT):

@@ -200,3 +200,24 @@ def test_score_corpus_codes_every_document_once(tiny_loaded, jsonl_corpus):
     codes, sha = score_corpus(_scorer(tiny_loaded, batch_size=3), corpus)
     assert [c.doc.doc_id for c in codes] == [f"d{i}" for i in range(len(TEXTS))]
     assert sha == corpus.sha256()
+
+
+def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(tiny_loaded, monkeypatch):
+    """The accelerator path: an OOM on a big batch splits it; per-document bits are unchanged (tested on CPU by
+    raising torch's OutOfMemoryError for batches above 2 windows)."""
+    reference = {c.doc.doc_id: c.code_length_bits for c in _scorer(tiny_loaded, 8, 4, batch_size=1).score(_docs())}
+    scorer = _scorer(tiny_loaded, 8, 4, batch_size=8)
+    real = scorer._scored_bits
+    sizes = []
+
+    def fragile(batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.OutOfMemoryError("simulated")
+        return real(batch)
+
+    monkeypatch.setattr(scorer, "_scored_bits", fragile)
+    got = {c.doc.doc_id: c.code_length_bits for c in scorer.score(_docs())}
+    assert sizes[0] == 8 and max(sizes[1:]) <= 2 and scorer.batch_size == 2
+    for k, v in reference.items():
+        assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-9)

@@ -44,7 +44,7 @@ import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import brotli
 import pyppmd
@@ -129,15 +129,20 @@ def _decode_zlib(read: ReadFn, wbits: int) -> Iterator[bytes]:
         raise ValueError("deflate stream truncated or followed by extra bytes")
 
 
-def _decode_bz2_lzma(read: ReadFn, d: bz2.BZ2Decompressor | lzma.LZMADecompressor) -> Iterator[bytes]:
+def _decode_bounded(read: ReadFn, d: Any, step: Callable[[bytes, int], bytes]) -> Iterator[bytes]:
+    """Feed a decoder with eof/needs_input (bz2, lzma, PPMd) in pieces, never holding more than PIECE_BYTES."""
     while chunk := read(PIECE_BYTES):
         if d.eof:
             raise ValueError("extra bytes after the end of the stream")
-        yield d.decompress(chunk, PIECE_BYTES)
+        yield step(chunk, PIECE_BYTES)
         while not d.eof and not d.needs_input:
-            yield d.decompress(b"", PIECE_BYTES)
-    if not d.eof or d.unused_data:
-        raise ValueError("stream truncated or followed by extra bytes")
+            yield step(b"", PIECE_BYTES)
+    if not d.eof or getattr(d, "unused_data", b""):
+        raise ValueError("stream truncated before its end mark, or followed by extra bytes")
+
+
+def _decode_bz2_lzma(read: ReadFn, d: bz2.BZ2Decompressor | lzma.LZMADecompressor) -> Iterator[bytes]:
+    return _decode_bounded(read, d, d.decompress)
 
 
 class _ReadFile:
@@ -173,14 +178,7 @@ def _decode_brotli(read: ReadFn) -> Iterator[bytes]:
 
 def _decode_ppmd(read: ReadFn, order: int) -> Iterator[bytes]:
     d = pyppmd.Ppmd7Decoder(order, PPMD_MEMORY_BYTES)
-    while chunk := read(PIECE_BYTES):
-        if d.eof:
-            raise ValueError("extra bytes after the PPMd end mark")
-        yield d.decode(chunk, PIECE_BYTES)
-        while not d.eof and not d.needs_input:
-            yield d.decode(b"", PIECE_BYTES)
-    if not d.eof:
-        raise ValueError("PPMd stream ended before its end mark")
+    return _decode_bounded(read, d, d.decode)
 
 
 # ---------------------------------------------------------------------------------------------------------------

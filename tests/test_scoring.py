@@ -208,16 +208,18 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(tiny_loaded, monke
     reference = {c.doc.doc_id: c.code_length_bits for c in _scorer(tiny_loaded, 8, 4, batch_size=1).score(_docs())}
     scorer = _scorer(tiny_loaded, 8, 4, batch_size=8)
     real = scorer._scored_bits
-    sizes = []
+    tried, fitted = [], []
 
     def fragile(batch):
-        sizes.append(len(batch))
+        tried.append(len(batch))
         if len(batch) > 2:
             raise torch.OutOfMemoryError("simulated")
+        fitted.append(len(batch))
         return real(batch)
 
     monkeypatch.setattr(scorer, "_scored_bits", fragile)
     got = {c.doc.doc_id: c.code_length_bits for c in scorer.score(_docs())}
-    assert sizes[0] == 8 and max(sizes[1:]) <= 2 and scorer.batch_size == 2
+    assert tried[:3] == [8, 4, 2] and max(fitted) == 2 and scorer.batch_size == 2
+    assert tried.count(8) == 1  # once halved, later batches start at the size that fits
     for k, v in reference.items():
         assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-9)

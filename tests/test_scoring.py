@@ -223,3 +223,25 @@ def test_out_of_memory_halves_the_batch_and_keeps_the_numbers(tiny_loaded, monke
     assert tried.count(8) == 1  # once halved, later batches start at the size that fits
     for k, v in reference.items():
         assert got[k] == pytest.approx(v, rel=1e-6, abs=1e-9)
+
+
+def test_model_whose_forward_transforms_logits_falls_back_to_its_own_logits(tiny_model_dir):
+    """The sliced output head is only used when it reproduces the model's logits; a model that scales its logits
+    in forward (like Gemma's soft-capping) is scored from its own forward instead."""
+    loaded = load_model(str(tiny_model_dir), device="cpu")
+    original = loaded.model.forward
+
+    def scaled(*args, **kwargs):
+        out = original(*args, **kwargs)
+        out.logits = out.logits * 3.0
+        return out
+
+    loaded.model.forward = scaled
+    scorer = _scorer(loaded, 64, 32)
+    (code,) = scorer.score(_docs([TEXTS[0]]))
+    assert not scorer._use_sliced_head
+    stream = [50256, *encode(loaded.tokenizer, TEXTS[0]), 50256]
+    with torch.inference_mode():
+        logp = torch.log_softmax(loaded.model(input_ids=torch.tensor([stream])).logits[0].double(), -1)
+    expected = math.fsum(float(-logp[t - 1, stream[t]]) / LN2 for t in range(1, len(stream)))
+    assert code.code_length_bits == pytest.approx(expected, rel=1e-6)

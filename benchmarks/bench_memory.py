@@ -1,7 +1,8 @@
 """Memory stays flat as the corpus grows: stream generated corpora of increasing size through `mdlbench run`
 and record the peak RSS of each run (a fresh process each, so peaks do not mix).
 
-    python benchmarks/bench_memory.py --sizes-mb 10,100,1000 [--model uniform-bytes] [--out benchmarks/results/memory.json]
+    python benchmarks/bench_memory.py --sizes-mb 10,100,1000 [--model uniform-bytes] \
+        [--out benchmarks/results/memory.json]
 
 The corpus is JSONL of generated documents (random words, 1-20 KB each, a fixed seed), written to a temporary
 folder; compressor baselines are off (they have their own benchmark) so the figure is the scoring pipeline's:
@@ -22,10 +23,10 @@ import tempfile
 import time
 from pathlib import Path
 
-WORDS = ("the of and to in a is that for it as was with be by on not he this are or his from at which but "
+WORDS = tuple("the of and to in a is that for it as was with be by on not he this are or his from at which but "
          "have an they you were her she there one all we their been has when who will more no if out so said "
          "what up its about into than them can only other new some could time these two may then do first any "
-         "compression model bits entropy code length token byte corpus prequential 数据 压缩 🙂").split()
+         "compression model bits entropy code length token byte corpus prequential 数据 压缩 🙂".split())
 
 
 def write_corpus(path: Path, size_bytes: int, seed: int = 0) -> int:

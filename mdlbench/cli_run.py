@@ -41,9 +41,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
     add("--dtype", choices=DTYPES, default="float32")
     add("--device", choices=DEVICES, default="auto")
-    add("--batch-size", type=_batch_size, default=8,
-        help="windows per forward pass, or 'auto' (8 on CPU; on GPUs 64, halved on out-of-memory); results do "
-             "not depend on it")
+    add("--batch-size", type=_batch_size, default=0,
+        help="windows per forward pass, or 'auto' (the default: 1 on CPU; on GPUs 64, halved on out-of-memory); "
+             "results do not depend on it")
     add("--per-token", action="store_true", help="also write the tokens table (one row per coded token)")
     add("--revision", dest="model_revision", help="model revision (commit sha) for hub ids")
     add("--boundary-token", help="token that starts and ends documents (overrides the tokenizer's BOS/EOS)")
@@ -58,7 +58,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="invalid UTF-8: strict fails naming the byte offset; replace scores U+FFFD and records it")
     add("--bootstrap-samples", type=int, default=10_000, help="document-bootstrap resamples for the bpb CI")
     add("--seed", type=int, default=0, help="bootstrap seed")
-    add("--checkpoint-docs", type=int, default=64,
+    add("--checkpoint-docs", type=int, default=16,
         help="documents per crash-safe checkpoint; a killed run resumes from the last one")
     add("--shard", help="I/N: score only this shard's chunks (Slurm arrays, several hosts); `mdlbench merge` "
         "assembles the run once all N are done")

@@ -52,7 +52,7 @@ class RunOptions:
     protocol: Protocol = "mdlbench"
     dtype: str = "float32"
     device: str = "auto"
-    batch_size: int = 8  # 0 = auto (scoring/hf.py)
+    batch_size: int = 0  # 0 = auto (scoring/hf.py)
     per_token: bool = False
     model_revision: str | None = None
     boundary_token: str | None = None
@@ -68,7 +68,7 @@ class RunOptions:
     seed: int = 0
     force: bool = False
     progress: bool = True
-    checkpoint_docs: int = 64  # documents per crash-safe chunk (also the unit of sharding)
+    checkpoint_docs: int = 16  # documents per crash-safe chunk (also the unit of sharding and of batching)
     shard: str | None = None  # "I/N": score only chunks k with k % N == I (see runstate.py)
     # Extras: separate tables, not part of the run id (they do not change the code lengths).
     baselines: tuple[str, ...] | None = None  # compressor names; None = all; ("none",) = none
@@ -305,6 +305,9 @@ def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shar
     """
     hasher = StreamHasher()
     counter = [0]
+    live_tokens = hasattr(plan.scorer, "on_progress")
+    if live_tokens:
+        plan.scorer.on_progress = lambda n_predictions: progress.update(0, 0, n_predictions)
     chunks = _owned_chunks(corpus, state, shard, options.checkpoint_docs, hasher, counter, progress)
 
     def next_prepared() -> tuple[int, list[tuple[int, Document]], Any] | None:
@@ -324,7 +327,10 @@ def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shar
             docs_table = tables.to_arrow("documents", _document_rows(corpus.name, codes))
             tokens_table = tables.columns_to_arrow("tokens", _token_columns(codes)) if options.per_token else None
             state.write_chunk(k, docs_table, tokens_table, seconds)
-            progress.update(len(chunk), sum(c.doc.n_bytes for c in codes), sum(c.n_tokens for c in codes))
+            progress.update(len(chunk), sum(c.doc.n_bytes for c in codes),
+                            0 if live_tokens else sum(c.n_tokens for c in codes))
+    if live_tokens:
+        plan.scorer.on_progress = None
     return counter[0], hasher.hexdigest()
 
 

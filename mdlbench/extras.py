@@ -88,8 +88,6 @@ class BaselineRunner:
         if spec not in self.futures:
             return pd.DataFrame()
         self.futures[spec].result()  # re-raises the child's error
-        import mdlbench.baselines.run  # noqa: F401 - registers the table
-
         df = tables.read_table(self.out_dir, "baselines")
         return df[(df["corpus_sha256"] == corpus_sha256) & df["compressor"].isin(self.names)]
 

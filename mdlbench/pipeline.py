@@ -539,8 +539,6 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str],
         o.extras["best_per_document"] = extras.best_baseline(refs, "per_document")
         o.extras["best_concatenated"] = extras.best_baseline(refs, "concatenated")
         if tables.partition_exists(out_dir, "two_part", o.run_id):
-            import mdlbench.mdl.two_part  # noqa: F401 - registers the table
-
             tp = tables.read_table(out_dir, "two_part")
             o.extras["two_part"] = tp[tp["run_id"] == o.run_id]
     if options.prequential:

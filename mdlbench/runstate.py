@@ -29,7 +29,6 @@ import pyarrow.parquet as pq
 
 from mdlbench import tables
 from mdlbench.errors import InputError
-from mdlbench.locks import file_lock, is_locked  # noqa: F401 - re-exported for callers
 
 PROGRESS_DIR = ".progress"
 LOCK_DIR = ".locks"

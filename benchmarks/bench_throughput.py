@@ -6,9 +6,11 @@ Every tool scores the same documents under the same model with the same windowin
 ``loglikelihood_rolling``: disjoint windows of W tokens, one carried token of context, the prefix token (the
 tokenizer's BOS, else EOS) on the first window only, no end-of-document cost:
 
-* ``mdlbench-bs1`` / ``mdlbench-bs8``: ``run_benchmark`` end to end with ``RunOptions(protocol="lm-eval",
-  window=W, boundary_token=<lm-eval's prefix token>)`` into a temporary folder; bits/byte read back from the
-  summary table (and per-document bits from the documents table).
+* ``mdlbench-auto`` / ``mdlbench-bs8`` (any ``mdlbench-bsN``): ``run_benchmark`` end to end with
+  ``RunOptions(protocol="lm-eval", window=W, boundary_token=<lm-eval's prefix token>)`` into a temporary folder;
+  bits/byte read back from the summary table (and per-document bits from the documents table). ``auto`` is what
+  ``mdlbench run`` does by default (1 window per forward on a CPU, 64 halving on out-of-memory on a GPU); the
+  ratios "mdlbench ÷ tool" use it.
 * ``lm-eval-bs1`` / ``lm-eval-auto``: ``lm_eval.simple_evaluate(model="hf", model_args="pretrained=DIR,
   dtype=float32,device=cpu,max_length=W")`` on a task defined by a YAML file in a temporary folder
   (``dataset_path: json`` on the same JSONL, ``output_type: loglikelihood_rolling``), loaded with
@@ -65,7 +67,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "mdlbench-bench-cache"
-TOOLS = ("mdlbench-bs1", "mdlbench-bs8", "lm-eval-bs1", "lm-eval-auto", "naive", "naive-fp64", "lm-eval-bs1-fp64")
+TOOLS = ("mdlbench-auto", "mdlbench-bs8", "lm-eval-bs1", "lm-eval-auto", "naive", "naive-fp64", "lm-eval-bs1-fp64")
 # Also available: mdlbench-bs8-extras, run_benchmark with its default extras (compressor baselines in a process pool
 # and two-part codes of the checkpoint) — work that lm-eval does not do, so not part of the default comparison.
 # naive-fp64 and lm-eval-bs1-fp64 (lm-eval's softmax_dtype=float64): log_softmax in float64, like mdlbench. A float32
@@ -73,7 +75,7 @@ TOOLS = ("mdlbench-bs1", "mdlbench-bs8", "lm-eval-bs1", "lm-eval-auto", "naive",
 OPTIONAL_TOOLS = ("mdlbench-bs8-extras",)
 REFERENCE_FP64_TOOL = "naive-fp64"
 REFERENCE_TOOL = "naive"
-MDLBENCH_DEFAULT_TOOL = "mdlbench-bs8"
+MDLBENCH_DEFAULT_TOOL = "mdlbench-auto"  # what `mdlbench run` does: --batch-size auto
 LMEVAL_TASK = "mdlbench_throughput_rolling"
 GPT2_VOCAB = 50257
 TINY = {"n_layer": 2, "n_embd": 128, "n_head": 4, "n_positions": 512, "seed": 0}
@@ -458,9 +460,10 @@ def child_main(args: argparse.Namespace) -> None:
     tool = args.tool
     load_before = os.getloadavg()[0]
     cpu0 = time.process_time()
-    if tool.startswith("mdlbench-bs"):
+    if tool.startswith("mdlbench-"):
         extras = tool.endswith("-extras")
-        result = run_mdlbench(args, int(tool.removeprefix("mdlbench-bs").removesuffix("-extras")), extras)
+        batch = tool.removeprefix("mdlbench-").removesuffix("-extras")
+        result = run_mdlbench(args, 0 if batch == "auto" else int(batch.removeprefix("bs")), extras)
     elif tool.startswith("lm-eval-"):
         bs = tool.removeprefix("lm-eval-").removesuffix("-fp64")
         result = run_lmeval(args, bs if bs == "auto" else bs.removeprefix("bs"),
@@ -604,7 +607,7 @@ def bench_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
         r["workload_flops"] = flops
         r["achieved_flops_per_second"] = flops / r["score_seconds"]
         if base is not None:
-            r["mdlbench_bs8_speedup"] = base["tokens_per_second"] / r["tokens_per_second"]
+            r["mdlbench_speedup"] = base["tokens_per_second"] / r["tokens_per_second"]
         if not args.keep_doc_bits:
             r.pop("doc_bits", None)
     return {"model": name, "folder": str(folder), "model_type": config.model_type, "window": window,
@@ -634,7 +637,7 @@ def _n_params(folder: Path) -> int | None:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = ["| model | tool | batch | tokens | load s | score s | tokens/s | tokens/CPU-s | mdlbench bs8 ÷ tool | "
+    lines = ["| model | tool | batch | tokens | load s | score s | tokens/s | tokens/CPU-s | mdlbench ÷ tool | "
              "peak RSS MB | bits/byte | rel. diff vs naive | vs naive-fp64 | load avg |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for m in report["models"]:
@@ -652,7 +655,7 @@ def markdown(report: dict[str, Any]) -> str:
             lines.append(
                 f"| {m['model']} | {t} | {batch} | {r['n_tokens']} | {r['load_seconds']:.1f} | "
                 f"{r['score_seconds']:.1f} | {r['tokens_per_second']:,.0f} | {r['tokens_per_cpu_second']:,.0f} | "
-                f"{r.get('mdlbench_bs8_speedup', math.nan):.2f}× | {r['peak_rss_mb']:,.0f} | "
+                f"{r.get('mdlbench_speedup', math.nan):.2f}× | {r['peak_rss_mb']:,.0f} | "
                 f"{r['bits_per_byte']:.9f} | {'reference' if diff is None else f'{diff:.1e}'} | {diff64} | "
                 f"{'→'.join(f'{x:.1f}' for x in r['load_average_1min'])} |")
     return "\n".join(lines)

@@ -69,9 +69,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "checkpoint-zstd for models up to 16M parameters)")
     add("--verify-coding", type=int, default=0, metavar="N",
         help="compress and decompress the first N documents with a real range coder (the coding table)")
-    add("--prequential", action="store_true", help="also compute prequential MDL of each corpus (minutes per seed)")
+    add("--prequential", action="store_true",
+        help="also compute prequential MDL of each corpus (about a minute per seed on the sample)")
     add("--prequential-seeds", default="0,1,2", help="seeds (orders and initializations) for --prequential")
     add("--prequential-arch", help="transformers config JSON of the prequential model (default: a small GPT-2)")
+    add("--prequential-tokenizer", default="bytes", metavar="NAME|FOLDER",
+        help="alphabet of the prequential model: bytes (default), smollm2, or a tokenizer folder")
     add("--force", action="store_true", help="recompute runs that are already complete")
     add("--json", action="store_true", help="one JSON line per run on stdout instead of the table")
     add("--quiet", action="store_true", help="no progress on stderr")
@@ -88,7 +91,8 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                       checkpoint_docs=args.checkpoint_docs, shard=args.shard, force=args.force,
                       progress=not args.quiet, baselines=_names(args.baselines), two_part=_names(args.two_part),
                       verify_coding=args.verify_coding, prequential=args.prequential,
-                      prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch)
+                      prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch,
+                      prequential_tokenizer=args.prequential_tokenizer)
 
 
 def _batch_size(text: str) -> int:

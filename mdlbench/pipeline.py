@@ -13,7 +13,7 @@ import math
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -74,9 +74,10 @@ class RunOptions:
     baselines: tuple[str, ...] | None = None  # compressor names; None = all; ("none",) = none
     two_part: tuple[str, ...] | None = None  # parameter codes; None = the cheap defaults; ("none",) = none
     verify_coding: int = 0  # compress + decompress the first N documents with a real range coder
-    prequential: bool = False  # also run prequential MDL on each corpus (minutes per seed)
+    prequential: bool = False  # also run prequential MDL on each corpus (about a minute per seed on the sample)
     prequential_seeds: str = "0,1,2"
     prequential_arch: str | None = None  # transformers config JSON for the prequential model
+    prequential_tokenizer: str = "bytes"  # bytes | smollm2 | a tokenizer folder (prequential/vocab.py)
 
 
 Status = Literal["done", "reused", "shard-done", "failed"]
@@ -301,7 +302,10 @@ def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shar
                   progress: Progress) -> tuple[int, str]:
     """Score this shard's chunks that are not done yet; returns (documents in the corpus, stream sha256).
 
-    Reading and tokenizing chunk k+1 runs in a background thread while the model codes chunk k.
+    Reading and tokenizing chunk k+1 runs in a background thread while the model codes chunk k, and chunk k's
+    checkpoint (Arrow conversion, Parquet write, fsync) in another while the model codes chunk k+1. At most one
+    write is in flight, so memory stays bounded and a write error surfaces at the next chunk. A crash loses only
+    chunks whose write had not finished; a resume redoes them.
     """
     hasher = StreamHasher()
     counter = [0]
@@ -314,8 +318,15 @@ def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shar
         item = next(chunks, None)
         return None if item is None else (item[0], item[1], plan.scorer.prepare(item[1]))
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdlbench-prepare") as pool:
+    def write(k: int, codes: list[Any], seconds: float) -> None:
+        docs_table = tables.to_arrow("documents", _document_rows(corpus.name, codes))
+        tokens_table = tables.columns_to_arrow("tokens", _token_columns(codes)) if options.per_token else None
+        state.write_chunk(k, docs_table, tokens_table, seconds)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdlbench-prepare") as pool, \
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdlbench-write") as writer:
         pending = pool.submit(next_prepared)
+        written: Future[None] | None = None
         while (item := pending.result()) is not None:
             k, chunk, prepared = item
             pending = pool.submit(next_prepared)
@@ -324,11 +335,13 @@ def _score_chunks(plan: PlannedRun, corpus: Corpus, state: RunState, shard: Shar
             if [c.doc_index for c in codes] != [i for i, _ in chunk]:
                 raise AssertionError("scorer lost or duplicated documents")  # an internal bug, never user input
             seconds = time.perf_counter() - t0
-            docs_table = tables.to_arrow("documents", _document_rows(corpus.name, codes))
-            tokens_table = tables.columns_to_arrow("tokens", _token_columns(codes)) if options.per_token else None
-            state.write_chunk(k, docs_table, tokens_table, seconds)
+            if written is not None:
+                written.result()
+            written = writer.submit(write, k, codes, seconds)
             progress.update(len(chunk), sum(c.doc.n_bytes for c in codes),
                             0 if live_tokens else sum(c.n_tokens for c in codes))
+        if written is not None:
+            written.result()
     if live_tokens:
         plan.scorer.on_progress = None
     return counter[0], hasher.hexdigest()
@@ -544,9 +557,11 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str],
     if options.prequential:
         from mdlbench.prequential import run_prequential_for_corpus
         from mdlbench.prequential.cli import parse_seeds
+        from mdlbench.prequential.vocab import load_tokenizer
 
+        tokenizer = load_tokenizer(options.prequential_tokenizer)
         for corpus in corpora:
-            result = run_prequential_for_corpus(corpus, arch=options.prequential_arch,
+            result = run_prequential_for_corpus(corpus, arch=options.prequential_arch, tokenizer=tokenizer,
                                                 seeds=parse_seeds(options.prequential_seeds), out_dir=out_dir,
                                                 force=options.force)
             for o in outcomes:

@@ -74,3 +74,19 @@ def test_document_bootstrap_covers_true_rate():
         low, high = bootstrap_ratio_ci(b, n, n_samples=1000, seed=int(rng.integers(1 << 30)))
         covered += low <= mu <= high
     assert 0.88 <= covered / sims <= 0.99
+
+
+def test_progress_eta_counts_down_between_chunk_updates():
+    import io
+
+    from mdlbench.progress import Progress, eta_seconds
+
+    # 25 of 100 bytes after 10 s: 30 s left at that rate; 4 s later (no new bytes) 26 s, not 10 * 14/10 * 3.
+    assert eta_seconds(25, 100, 10.0, 0.0) == 30.0
+    assert eta_seconds(25, 100, 10.0, 4.0) == 26.0
+    assert eta_seconds(25, 100, 10.0, 40.0) == 0.0  # overdue: never negative
+    assert eta_seconds(0, 100, 0.0, 5.0) == float("inf")
+    out = io.StringIO()
+    progress = Progress("run", 100, stream=out, interval_s=0.0)
+    progress.update(1, 50, 10)
+    assert "0.00/0.00 MB" in out.getvalue() and "ETA" in out.getvalue()

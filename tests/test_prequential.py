@@ -1,6 +1,6 @@
 """Prequential MDL: exact accounting (schedule, first block, coverage), causality, sanity bounds, estimator parity.
 
-Tiny GPT-2s on synthetic integer streams (|V| = 64) or a 257-symbol byte-level tokenizer built here; CPU only.
+Tiny GPT-2s on synthetic integer streams (|V| = 64) or the default 257-symbol byte tokenizer; CPU only.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ from mdlbench.prequential import (
     run_prequential_for_corpus,
 )
 from mdlbench.prequential.results import program_bits
+from mdlbench.prequential.vocab import byte_tokenizer, load_tokenizer, separator_id, tokenizer_files
 from mdlbench.prequential.schedule import (
     batch_boundaries,
     proportional_byte_attribution,
@@ -64,7 +65,7 @@ def repeated_stream(n_repeats: int = 50) -> TokenStream:
 
 def config(**overrides) -> PrequentialConfig:
     base = {"context_tokens": CONTEXT, "batch_sequences": 4, "min_block_tokens": 16, "learning_rate": 1e-2,
-            "min_steps": 2}
+            "min_steps": 2, "epochs": 1}
     return PrequentialConfig(**{**base, **overrides})
 
 
@@ -206,7 +207,7 @@ def test_changing_later_blocks_leaves_earlier_blocks_bitwise_unchanged(estimator
 
 @pytest.mark.parametrize("estimator,mode,overrides", [
     ("blockwise", "restart", {"context_tokens": 64, "epochs": 2, "min_steps": 10, "min_block_tokens": 32}),
-    ("blockwise", "continue", {"context_tokens": 64, "min_steps": 10, "min_block_tokens": 32}),
+    ("blockwise", "continue", {"context_tokens": 64, "epochs": 1, "min_steps": 10, "min_block_tokens": 32}),
     ("online", None, {"context_tokens": 64, "batch_sequences": 1}),
 ])
 def test_redundant_stream_codes_below_half_the_uniform_cost(estimator, mode, overrides):
@@ -239,19 +240,6 @@ def test_online_equals_blockwise_formula_with_one_batch_per_block(first):
 
 
 # ------------------------------------------------------------------------------------------------ corpus runs
-
-
-def byte_tokenizer():
-    """257 symbols: the 256 byte-level BPE bytes (no merges) and <|endoftext|>. Fixed, trained on nothing."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers
-    from transformers import PreTrainedTokenizerFast
-
-    vocab = {c: i for i, c in enumerate(sorted(pre_tokenizers.ByteLevel.alphabet()))}
-    vocab["<|endoftext|>"] = len(vocab)
-    tok = Tokenizer(models.BPE(vocab=vocab, merges=[]))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
-    tok.decoder = decoders.ByteLevel()
-    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>")
 
 
 TEXTS = ["The cat sat on the mat. " * 6, "Ünïcödé: é € 😀 漢字", "", "a literal <|endoftext|> stays text",
@@ -361,3 +349,24 @@ def test_pretrained_checkpoint_is_labelled_conditional(tiny_corpus, tmp_path: Pa
     with pytest.raises(InputError, match="exclusive"):
         run_prequential_for_corpus(tiny_corpus, arch=TINY_ARCH, init_checkpoint=str(tmp_path / "ckpt"),
                                    tokenizer=tokenizer, progress=None)
+
+
+def test_byte_tokenizer_is_the_default_alphabet(tiny_corpus, tmp_path: Path):
+    tok = load_tokenizer(None)
+    assert len(tok) == 257 and separator_id(tok) == 256
+    for text in TEXTS:  # one token per UTF-8 byte, every byte value, and an exact round trip
+        ids = tok(text, add_special_tokens=False, split_special_tokens=True)["input_ids"]
+        assert len(ids) == len(text.encode("utf-8")) and all(i < 256 for i in ids)
+        assert tok.decode(ids, clean_up_tokenization_spaces=False) == text
+    # Fixed in advance: the same files (so the same sha256 in every run config), and a few KB to send.
+    assert tokenizer_files(tok) == tokenizer_files(byte_tokenizer())
+    assert program_bits("{}", tokenizer_files(tok)) < 8 * 8192
+    # A run without a tokenizer uses it: |V| = 257 and the sample-sized token count is bytes + separators.
+    arch = {**TINY_ARCH, "n_embd": 16}
+    cfg = {"context_tokens": 32, "min_steps": 1, "estimator": "online"}
+    run = run_prequential_for_corpus(tiny_corpus, config=cfg, arch=arch, seeds=(0,), progress=None)
+    (row,) = run.summary_rows
+    assert row["vocab_size"] == 257
+    assert row["n_tokens"] == sum(len(t.encode("utf-8")) for t in TEXTS) + len(TEXTS)
+    with pytest.raises(InputError, match="not bytes or smollm2 and not a folder"):
+        load_tokenizer(str(tmp_path / "missing"))

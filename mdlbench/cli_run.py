@@ -42,7 +42,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--dtype", choices=DTYPES, default="float32")
     add("--device", choices=DEVICES, default="auto")
     add("--batch-size", type=_batch_size, default=0,
-        help="windows per forward pass, or 'auto' (the default: 1 on CPU; on GPUs 64, halved on out-of-memory); "
+        help="windows per forward pass, or 'auto' (the default: on CPU 8 for models under 10M attention+FFN "
+             "parameters, else 1; on GPUs 64, halved on out-of-memory); "
              "results do not depend on it")
     add("--per-token", action="store_true", help="also write the tokens table (one row per coded token)")
     add("--revision", dest="model_revision", help="model revision (commit sha) for hub ids")

@@ -190,8 +190,11 @@ def read_table(out_dir: Path, table: str) -> pd.DataFrame:
         return pd.DataFrame({key: pd.Series(dtype="string"),
                              **{n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in zip(schema.names,
                                                                                        schema.types, strict=False)}})
+    # Read under the registered schema, not the first file's: a column added later (e.g. the prequential
+    # checkpoint cost) then reads as null in partitions written before it, whichever file comes first.
+    full = pa.schema([*schema, pa.field(key, pa.string())])
     try:
-        df = pd.read_parquet(path)
+        df = pd.read_parquet(path, schema=full)
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: not a readable mdlbench Parquet table ({exc}); "
                          f"run `mdlbench gc {out_dir}` or remove the damaged partition") from exc

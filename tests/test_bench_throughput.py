@@ -91,3 +91,22 @@ def test_forward_flops_hand_numbers(bench):
     # The workload sums windows: 2 documents of 10 and 3 tokens under W = 4 -> windows of 4, 4, 4 (left-filled)
     # and 3 input tokens.
     assert bench.workload_flops(gpt2, [10, 3], 4) == sum(bench.forward_flops(gpt2, t) for t in (4, 4, 4, 3))
+
+
+def test_repeats_rotate_tool_order_and_report_the_median_run(bench):
+    calls = []
+    speeds = {"a": iter([30.0, 10.0, 20.0]), "b": iter([5.0, 7.0, 6.0]), "c": iter([1.0, 1.0, 1.0])}
+
+    def run(tool):
+        calls.append(tool)
+        return {"tool": tool, "tokens_per_second": next(speeds[tool]), "score_seconds": 1.0}
+
+    got = bench.run_tools_repeated(["a", "b", "c"], 3, run)
+    assert calls == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]  # no tool always first
+    assert got["a"]["tokens_per_second"] == 20.0 and got["a"]["runs_tokens_per_second"] == [30.0, 10.0, 20.0]
+    assert got["b"]["tokens_per_second"] == 6.0
+    two = bench.median_run([{"tokens_per_second": 3.0, "score_seconds": 1.0},
+                            {"tokens_per_second": 1.0, "score_seconds": 2.0}])
+    assert two["tokens_per_second"] == 1.0  # even count: the lower middle, never flattering
+    failed = bench.median_run([{"tokens_per_second": 3.0, "score_seconds": 1.0}, {"error": "exit 1"}])
+    assert failed == {"error": "exit 1"}

@@ -345,6 +345,12 @@ def test_pretrained_checkpoint_is_labelled_conditional(tiny_corpus, tmp_path: Pa
                                      tokenizer=tokenizer, progress=None)
     (row,) = run.summary_rows
     assert row["conditional_on"].startswith("checkpoint:") and "sha256:" in row["conditional_on"]
+    # Its parameter cost is shown beside the conditional code: the exact weights, zstd-compressed (small model).
+    from mdlbench.mdl.weights_code import checkpoint_code
+
+    n_params = sum(p.numel() for p in model.parameters())  # GPT-2 ties lm_head to wte: each parameter once
+    assert row["checkpoint_param_code"] == "checkpoint-zstd" and row["checkpoint_n_params"] == n_params
+    assert row["checkpoint_param_bits"] == checkpoint_code(model).model_bits
     assert run.block_rows[0]["coder"] == "model"  # block 1 coded by the checkpoint itself
     with pytest.raises(InputError, match="exclusive"):
         run_prequential_for_corpus(tiny_corpus, arch=TINY_ARCH, init_checkpoint=str(tmp_path / "ckpt"),
@@ -370,3 +376,26 @@ def test_byte_tokenizer_is_the_default_alphabet(tiny_corpus, tmp_path: Path):
     assert row["n_tokens"] == sum(len(t.encode("utf-8")) for t in TEXTS) + len(TEXTS)
     with pytest.raises(InputError, match="not bytes or smollm2 and not a folder"):
         load_tokenizer(str(tmp_path / "missing"))
+
+
+def test_checkpoint_param_cost_naive_width_above_the_zstd_limit(monkeypatch):
+    import mdlbench.extras
+    from mdlbench.prequential.cli import checkpoint_param_cost
+
+    model = model_factory(resolve_arch({**TINY_ARCH, "n_embd": 16}, vocab_size=257, context_tokens=32,
+                                       start_id=256))(3)
+    n = sum(p.numel() for p in model.parameters())
+    monkeypatch.setattr(mdlbench.extras, "CHECKPOINT_DEFAULT_MAX_PARAMS", 0)
+    # At init the 1-D parameters (layer norms at 1, biases at 0) are exact in 16 bits; the random matrices need 32.
+    expected = sum(p.numel() * (16 if p.dim() == 1 else 32) for p in model.parameters())
+    assert checkpoint_param_cost(model) == ("naive-mixed", float(expected), n)
+    model.to(torch.bfloat16).to(torch.float32)  # now every weight is exactly a bf16 value
+    assert checkpoint_param_cost(model) == ("naive-16", 16.0 * n, n)
+
+
+def test_unconditional_rows_have_no_checkpoint_cost(tiny_corpus):
+    cfg = {"context_tokens": 32, "min_steps": 1, "estimator": "online"}
+    run = run_prequential_for_corpus(tiny_corpus, config=cfg, arch={**TINY_ARCH, "n_embd": 16}, seeds=(0,),
+                                     progress=None)
+    (row,) = run.summary_rows
+    assert row["conditional_on"] == "" and row["checkpoint_param_bits"] is None

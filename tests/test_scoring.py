@@ -245,3 +245,13 @@ def test_model_whose_forward_transforms_logits_falls_back_to_its_own_logits(tiny
         logp = torch.log_softmax(loaded.model(input_ids=torch.tensor([stream])).logits[0].double(), -1)
     expected = math.fsum(float(-logp[t - 1, stream[t]]) / LN2 for t in range(1, len(stream)))
     assert code.code_length_bits == pytest.approx(expected, rel=1e-6)
+
+
+def test_auto_batch_size_by_device_and_backbone_size(tiny_loaded):
+    from mdlbench.scoring.hf import CPU_SMALL_BACKBONE_PARAMS, auto_batch_size
+
+    assert auto_batch_size("cpu", CPU_SMALL_BACKBONE_PARAMS - 1) == 8  # overhead-bound: batch windows
+    assert auto_batch_size("cpu", CPU_SMALL_BACKBONE_PARAMS) == 1  # compute-bound: no padding masks
+    assert auto_batch_size("cuda", 10**9) == 64  # halved on out-of-memory
+    # The tiny test GPT-2 (2 layers, width 32) is small: auto gives 8 windows per forward on this CPU.
+    assert _scorer(tiny_loaded, batch_size=0).batch_size == 8

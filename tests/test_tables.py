@@ -56,3 +56,17 @@ def test_unmarked_staging_is_discarded_and_marked_is_rolled_forward(tmp_path):
 def test_empty_table_has_columns(tmp_path):
     df = tables.read_table(tmp_path, "documents")
     assert len(df) == 0 and "code_length_bits" in df.columns and "run_id" in df.columns
+
+
+@pytest.mark.parametrize("old_first", [True, False])
+def test_a_column_added_later_reads_as_null_in_older_partitions(tmp_path, old_first):
+    # A partition written before "tokens_per_second" existed, next to a current one; either may be read first.
+    old_id, new_id = ("a-old", "b-new") if old_first else ("b-old", "a-new")
+    tables.commit(tmp_path, {("summary", new_id): tables.to_arrow("summary", [_summary_row(2.5)])})
+    old = tables.to_arrow("summary", [_summary_row(1.5)]).drop_columns(["tokens_per_second"])
+    path = tables.partition_dir(tmp_path, "summary", old_id)
+    path.mkdir(parents=True)
+    pq.write_table(old, path / "part-0.parquet")
+    df = tables.read_table(tmp_path, "summary").set_index("run_id")
+    assert df.loc[new_id, "tokens_per_second"] == 1.0
+    assert pd.isna(df.loc[old_id, "tokens_per_second"]) and df.loc[old_id, "bits_per_byte"] == 1.5

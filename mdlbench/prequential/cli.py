@@ -137,6 +137,23 @@ def _checkpoint_identity(path: str) -> str:
     return f"checkpoint:{folder.resolve()} sha256:{folder_weights_sha256(folder)}"
 
 
+def checkpoint_param_cost(model: Any) -> tuple[str, float, int]:
+    """(param code, bits, unique parameters) of a pretrained start: what sending it would cost, shown beside a
+    code length that is conditional on it. Up to ``CHECKPOINT_DEFAULT_MAX_PARAMS`` parameters: checkpoint-zstd,
+    the exact weights compressed (as in a run's default two-part codes); above (zstd-19 runs at ~1 MB/s):
+    naive width, every parameter at the narrowest dtype that holds it exactly (16 for bf16/fp16 weights)."""
+    from mdlbench.extras import CHECKPOINT_DEFAULT_MAX_PARAMS
+    from mdlbench.mdl.weights_code import checkpoint_code, unique_state_dict
+
+    state = unique_state_dict(model, lossless_narrowing=True)
+    n_params = sum(t.numel() for t in state.values())
+    if n_params <= CHECKPOINT_DEFAULT_MAX_PARAMS:
+        return "checkpoint-zstd", checkpoint_code(model).model_bits, n_params
+    widths = {t.element_size() * 8 for t in state.values()}
+    bits = float(sum(t.numel() * t.element_size() * 8 for t in state.values()))
+    return (f"naive-{widths.pop()}" if len(widths) == 1 else "naive-mixed"), bits, n_params
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
@@ -184,9 +201,11 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
             load_arch(arch), vocab_size=data.vocab_size, context_tokens=config.context_tokens,
             start_id=data.separator_id)
         build = model_factory(resolved_arch)
+        checkpoint_cost = None
     else:
         resolved_arch = None
         build = model_factory(init_checkpoint=init_checkpoint)
+        checkpoint_cost = checkpoint_param_cost(build(0))
     resolved = {
         "prequential": config.to_dict(),
         "arch": resolved_arch,
@@ -216,7 +235,8 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
         estimates.append(result)
         blocks += block_rows(result)
         summaries.append(summary_row(result, corpus=data.name, n_documents=len(data.doc_token_ids),
-                                     program_bits=cost, config_json=config_json, conditional_on=conditional_on))
+                                     program_bits=cost, config_json=config_json, conditional_on=conditional_on,
+                                     checkpoint_cost=checkpoint_cost))
     if out_dir is not None:
         tables.commit(Path(out_dir), to_tables(run_id, blocks, summaries))
     return PrequentialRun(run_id, config_json, tuple(estimates), blocks, summaries, aggregate_seeds(summaries))
@@ -290,6 +310,13 @@ def main(args: argparse.Namespace) -> int:
               "uniform_bits", "final_model_data_bits", "model_information_bits", "program_bits"]
     print(f"prequential run {run.run_id} on {corpus.name} -> {out_dir}")
     print(format_table(header, [[r[h] for h in header] for r in run.summary_rows]))
+    for row in run.summary_rows[:1]:
+        if row.get("conditional_on"):
+            total = row["prequential_bits"] + row["checkpoint_param_bits"]
+            print(f"conditional on {row['conditional_on']}: sending that checkpoint costs "
+                  f"{row['checkpoint_param_bits']:,.0f} bits ({row['checkpoint_param_code']}, "
+                  f"{row['checkpoint_n_params']:,} parameters); seed {row['seed']} with it: "
+                  f"{total / row['n_bytes']:.4f} bits/byte unconditionally")
     for agg in run.aggregate:
         print(f"{agg['estimator']}/{agg['mode']} over {agg['n_seeds']} seed(s): "
               f"L_preq = {_mean_sd(agg, 'prequential_bits', ',.1f')} bits, "

@@ -25,7 +25,7 @@ from mdlbench.prequential.estimators import PrequentialEstimate
 from mdlbench.tables import register_table, to_arrow
 
 # Bumped whenever a change here or in estimators.py could change a prequential number; part of the run id.
-PREQUENTIAL_CODE_VERSION = "1"
+PREQUENTIAL_CODE_VERSION = "2"  # 2: byte alphabet and retuned defaults; checkpoint cost columns
 ZSTD_LEVEL = 19  # pinned: program_bits must not depend on a library default
 
 BLOCKS_TABLE = "prequential_blocks"
@@ -44,8 +44,12 @@ SUMMARY_SCHEMA = pa.schema([
     ("prequential_bits", _f64), ("bits_per_byte", _f64), ("uniform_bits", _f64),
     ("final_model_data_bits", _f64), ("model_information_bits", _f64), ("program_bits", _i64),
     # "" when the model starts from its seeded init; else "checkpoint:<path> sha256:<hex>": the code length is
-    # then conditional on that checkpoint, whose bits are not charged.
-    ("conditional_on", _str), ("wall_seconds", _f64), ("config_json", _str),
+    # then conditional on that checkpoint, whose bits are not charged in prequential_bits...
+    ("conditional_on", _str),
+    # ...but shown beside it (null without a checkpoint): its two-part parameter cost under checkpoint_param_code
+    # (cli.checkpoint_param_cost), so prequential_bits + checkpoint_param_bits is an unconditional code length.
+    ("checkpoint_param_code", _str), ("checkpoint_param_bits", _f64), ("checkpoint_n_params", _i64),
+    ("wall_seconds", _f64), ("config_json", _str),
 ])
 
 register_table(BLOCKS_TABLE, "run_id", BLOCKS_SCHEMA)
@@ -83,7 +87,9 @@ def block_rows(estimate: PrequentialEstimate) -> list[dict[str, Any]]:
 
 
 def summary_row(estimate: PrequentialEstimate, *, corpus: str, n_documents: int, program_bits: int,
-                config_json: str, conditional_on: str = "") -> dict[str, Any]:
+                config_json: str, conditional_on: str = "",
+                checkpoint_cost: tuple[str, float, int] | None = None) -> dict[str, Any]:
+    """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start."""
     bits = estimate.prequential_bits
     return {"estimator": estimate.estimator, "mode": estimate.mode, "seed": estimate.seed, "corpus": corpus,
             "n_documents": n_documents, "n_tokens": estimate.n_tokens, "n_bytes": estimate.n_bytes,
@@ -91,7 +97,11 @@ def summary_row(estimate: PrequentialEstimate, *, corpus: str, n_documents: int,
             "bits_per_byte": bits_per_byte(bits, estimate.n_bytes), "uniform_bits": estimate.uniform_bits,
             "final_model_data_bits": estimate.final_model_data_bits,
             "model_information_bits": estimate.model_information_bits, "program_bits": program_bits,
-            "conditional_on": conditional_on, "wall_seconds": estimate.wall_seconds, "config_json": config_json}
+            "conditional_on": conditional_on,
+            "checkpoint_param_code": checkpoint_cost[0] if checkpoint_cost else None,
+            "checkpoint_param_bits": checkpoint_cost[1] if checkpoint_cost else None,
+            "checkpoint_n_params": checkpoint_cost[2] if checkpoint_cost else None,
+            "wall_seconds": estimate.wall_seconds, "config_json": config_json}
 
 
 def to_tables(run_id: str, blocks: Sequence[Mapping[str, Any]],

@@ -31,6 +31,12 @@ from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
 
 AUTO_BATCH_ACCELERATOR = 64
+# CPU auto batch: models whose attention + FFN parameters are below CPU_SMALL_BACKBONE_PARAMS are overhead-bound
+# there, and 8 windows per forward pay (tiny GPT-2, 0.4M: 5,745-5,942 vs 4,324-4,577 tokens/s at 1); larger models
+# are compute-bound and padding masks cost more than batching gains (SmolLM2-135M, 106M: 1 window is 1.1x faster
+# than 8). benchmarks/bench_throughput.py measures both.
+AUTO_BATCH_CPU_SMALL = 8
+CPU_SMALL_BACKBONE_PARAMS = 10_000_000
 SLICE_ELEMENTS = 1 << 23  # logits per head slice: 32 MiB in fp32, whatever the batch or vocabulary
 # Config attributes of architectures whose LM head is more than a linear map of the final hidden state.
 HEAD_TRANSFORM_ATTRS = ("final_logit_softcapping", "logit_scale", "logits_scaling", "output_multiplier_scale")
@@ -53,6 +59,21 @@ def resolve_token_id(tokenizer: Any, token: str) -> int:
     if token_id is None or (isinstance(token_id, int) and token_id < 0):
         raise InputError(f"token {token!r} is not in the tokenizer's vocabulary")
     return int(token_id)
+
+
+def auto_batch_size(device_type: str, backbone_params: int) -> int:
+    """Windows per forward for ``--batch-size auto``: 64 on an accelerator (halved on out-of-memory); on a CPU 8
+    for a small backbone (attention + FFN parameters < CPU_SMALL_BACKBONE_PARAMS), else 1."""
+    if device_type != "cpu":
+        return AUTO_BATCH_ACCELERATOR
+    return AUTO_BATCH_CPU_SMALL if backbone_params < CPU_SMALL_BACKBONE_PARAMS else 1
+
+
+def _backbone_params(model: Any) -> int:
+    from mdlbench.mdl.params import count_parameters
+
+    counts = count_parameters(model)
+    return counts.params_attention + counts.params_ffn
 
 
 class HFScorer:
@@ -81,10 +102,8 @@ class HFScorer:
             if self.eos_token_id is None:
                 raise InputError(f"model {loaded.spec!r}: the tokenizer has no EOS token; use --end none")
         self.pad_token_id = 0
-        # batch_size 0 = auto: on a CPU one window per forward is fastest (padding and masks cost more than
-        # batching gains: SmolLM2 450 vs 323 tokens/s at 1 vs 8); an accelerator starts at 64 windows and halves
-        # on out-of-memory (see _scored_bits_fitting).
-        self.batch_size = settings.batch_size or (1 if self.device.type == "cpu" else AUTO_BATCH_ACCELERATOR)
+        # batch_size 0 = auto (auto_batch_size); an accelerator halves on out-of-memory (_scored_bits_fitting).
+        self.batch_size = settings.batch_size or auto_batch_size(self.device.type, _backbone_params(self.model))
         self._use_sliced_head = not any(getattr(self.model.config, a, None) not in (None, 1, 1.0)
                                         for a in HEAD_TRANSFORM_ATTRS)
         self._head_checked = False

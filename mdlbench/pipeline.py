@@ -500,6 +500,8 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
         raise InputError("--shard and torchrun both split the work; use one of them")
     shard = dist.shard if dist.enabled else (Shard.parse(options.shard) if options.shard else SINGLE)
     corpora = [open_corpus(s, **_open_kwargs(options)) for s in corpus_specs]
+    # Prequential settings are checked now, so that a bad one fails before anything is scored or written.
+    prequential = _prequential_inputs(options) if options.prequential else None
     leader_extras = dist.is_leader and shard.count == 1
     baselines = extras.BaselineRunner(out_dir, extras.baseline_names(options.baselines) if leader_extras else [])
     if dist.is_leader:
@@ -533,15 +535,25 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
                     outcomes.append(RunOutcome("", model.name, corpus.name, "failed", {}, str(exc), exc.exit_code))
             del model  # one model in memory at a time
         if leader_extras:
-            _attach_comparisons(outcomes, corpus_specs, corpora, options, out_dir, baselines, log)
+            _attach_comparisons(outcomes, corpus_specs, corpora, options, out_dir, baselines, prequential)
     finally:
         baselines.close()
     return outcomes
 
 
+def _prequential_inputs(options: RunOptions) -> tuple[Any, tuple[int, ...], dict[str, Any] | None]:
+    """(tokenizer, seeds, architecture) of ``--prequential``, loaded and validated."""
+    from mdlbench.prequential.cli import load_arch, parse_seeds
+    from mdlbench.prequential.vocab import load_tokenizer
+
+    seeds = parse_seeds(options.prequential_seeds)
+    arch = load_arch(options.prequential_arch) if options.prequential_arch is not None else None
+    return load_tokenizer(options.prequential_tokenizer), seeds, arch
+
+
 def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str], corpora: Sequence[Corpus],
                         options: RunOptions, out_dir: Path, baselines: extras.BaselineRunner,
-                        log: Callable[[str], None]) -> None:
+                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None] | None) -> None:
     """Best baselines, two-part rows and prequential results next to each run, for the console summary."""
     by_corpus = {c.name: (spec, c) for spec, c in zip(corpus_specs, corpora, strict=True)}
     for o in outcomes:
@@ -554,16 +566,13 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str],
         if tables.partition_exists(out_dir, "two_part", o.run_id):
             tp = tables.read_table(out_dir, "two_part")
             o.extras["two_part"] = tp[tp["run_id"] == o.run_id]
-    if options.prequential:
+    if prequential is not None:
         from mdlbench.prequential import run_prequential_for_corpus
-        from mdlbench.prequential.cli import parse_seeds
-        from mdlbench.prequential.vocab import load_tokenizer
 
-        tokenizer = load_tokenizer(options.prequential_tokenizer)
+        tokenizer, seeds, arch = prequential
         for corpus in corpora:
-            result = run_prequential_for_corpus(corpus, arch=options.prequential_arch, tokenizer=tokenizer,
-                                                seeds=parse_seeds(options.prequential_seeds), out_dir=out_dir,
-                                                force=options.force)
+            result = run_prequential_for_corpus(corpus, arch=arch, tokenizer=tokenizer, seeds=seeds,
+                                                out_dir=out_dir, force=options.force)
             for o in outcomes:
                 if o.corpus == corpus.name and o.status in ("done", "reused"):
                     o.extras["prequential"] = result.aggregate

@@ -149,3 +149,22 @@ def test_builtin_default_model_scores_real_text(tmp_path):
         "ideal_bits"]
     docs = pd.read_parquet(out / "documents").sort_values("doc_index")
     assert coding["ideal_bits"] == pytest.approx(docs.iloc[0]["code_length_bits"], rel=1e-5)
+
+
+def test_run_with_prequential_uses_the_byte_alphabet(tmp_path, jsonl_corpus):
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 64}))
+    out = tmp_path / "results"
+    r = mdlbench("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--id-field", "id", "--baselines", "none",
+                 "--prequential", "--prequential-seeds", "0,1", "--prequential-arch", str(arch), "--out", str(out))
+    assert r.returncode == 0, r.stderr
+    assert "prequential (blockwise, 2 seed(s))" in r.stdout and "[prequential blockwise seed 1]" in r.stderr
+    preq = pd.read_parquet(out / "prequential")
+    n_bytes = sum(len(t.encode("utf-8")) for t in TEXTS)
+    assert sorted(preq["seed"]) == [0, 1] and set(preq["vocab_size"]) == {257}
+    assert set(preq["n_tokens"]) == {n_bytes + len(TEXTS)}  # one token per byte + one separator per document
+    assert (preq["bits_per_byte"] == preq["prequential_bits"] / preq["n_bytes"]).all()
+    bad = mdlbench("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--prequential",
+                   "--prequential-tokenizer", str(tmp_path / "nope"), "--out", str(tmp_path / "bad"))
+    assert bad.returncode == 2 and "--tokenizer" in bad.stderr and "not a folder" in bad.stderr
+    assert not (tmp_path / "bad").exists()  # refused before anything was scored or written

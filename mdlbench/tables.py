@@ -27,7 +27,7 @@ import pyarrow.parquet as pq
 from mdlbench.errors import InputError
 from mdlbench.locks import file_lock
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"
 

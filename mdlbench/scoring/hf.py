@@ -33,8 +33,8 @@ from mdlbench.windowing import Window, plan_windows
 AUTO_BATCH_ACCELERATOR = 64
 # CPU auto batch: models whose attention + FFN parameters are below CPU_SMALL_BACKBONE_PARAMS are overhead-bound
 # there, and 8 windows per forward pay (tiny GPT-2, 0.4M: 5,745-5,942 vs 4,324-4,577 tokens/s at 1); larger models
-# are compute-bound and padding masks cost more than batching gains (SmolLM2-135M, 106M: 1 window is 1.1x faster
-# than 8). benchmarks/bench_throughput.py measures both.
+# are compute-bound and batching gains nothing (SmolLM2-135M, 106M: 426 tokens/s at 1, 421 at 8, with 1.1 GB vs
+# 1.3 GB peak RSS). benchmarks/bench_throughput.py measures both (benchmarks/results/throughput-cpu.json).
 AUTO_BATCH_CPU_SMALL = 8
 CPU_SMALL_BACKBONE_PARAMS = 10_000_000
 SLICE_ELEMENTS = 1 << 23  # logits per head slice: 32 MiB in fp32, whatever the batch or vocabulary

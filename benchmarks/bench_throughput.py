@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import importlib.util
 import json
 import math
@@ -293,11 +292,13 @@ def _texts(corpus: Path) -> list[str]:
 
 
 def run_mdlbench(args: argparse.Namespace, batch_size: int, extras: bool = False) -> dict[str, Any]:
-    import mdlbench.pipeline as pipeline
+    import mdlbench.scoring.models as models
     from mdlbench import tables
+    from mdlbench.config import RunOptions
+    from mdlbench.run.execute import run_benchmark
 
     timing = {"load": 0.0, "load_cpu": 0.0, "rss_after_load_mb": math.nan}
-    real_load = pipeline.load_model
+    real_load = models.load_identified
 
     def timed_load(*a: Any, **k: Any) -> Any:
         t, c = time.perf_counter(), time.process_time()
@@ -307,18 +308,17 @@ def run_mdlbench(args: argparse.Namespace, batch_size: int, extras: bool = False
         timing["rss_after_load_mb"] = _rss_mb()
         return loaded
 
-    pipeline.load_model = timed_load  # time model loading without touching mdlbench's code
+    models.load_identified = timed_load  # time model loading without touching mdlbench's code
     kwargs: dict[str, Any] = {}
     if not extras:  # scoring alone: no compressor baselines or two-part codes next to the run
-        fields = {f.name for f in dataclasses.fields(pipeline.RunOptions)}
-        kwargs = {k: ("none",) for k in ("baselines", "two_part") if k in fields}
-    options = pipeline.RunOptions(protocol="lm-eval", window=args.window, batch_size=batch_size,
-                                  boundary_token=args.boundary_token, dtype=args.dtype, device=args.device,
-                                  progress=False, force=True, **kwargs)
+        kwargs = {k: ("none",) for k in ("baselines", "two_part")}
+    options = RunOptions(protocol="lm-eval", window=args.window, batch_size=batch_size or "auto",
+                         boundary_token=args.boundary_token, dtype=args.dtype, device=args.device,
+                         progress="none", force=True, **kwargs)
     with tempfile.TemporaryDirectory(prefix="mdlbench-bench-") as out:
         t0 = time.perf_counter()
-        outcomes = pipeline.run_benchmark([args.model_dir], [args.corpus], options, Path(out),
-                                          log=lambda m: print(m, file=sys.stderr))
+        outcomes = run_benchmark([args.model_dir], [args.corpus], options, Path(out),
+                                 log=lambda m: print(m, file=sys.stderr))
         total = time.perf_counter() - t0
         if [o.status for o in outcomes] != ["done"]:
             raise RuntimeError(f"mdlbench run failed: {outcomes}")

@@ -1,4 +1,27 @@
-"""mdlbench: code lengths of text under causal language models, in bits, written to Parquet."""
+"""mdlbench: code lengths of text under causal language models, in bits, written to Parquet.
+
+The layout follows the flow of a run: corpora -> scoring -> code lengths -> tables -> reports.
+
+    config.py        options (RunOptions, validated on construction), literals, shared constants, the strict loader
+    errors.py        errors a user can fix, and the exit codes
+    codelength.py    PURE: units, sum-then-divide rates, the document bootstrap
+    windowing.py     PURE: which tokens each forward pass reads and which predictions it owns
+    tables.py        the one schema registry (every table), atomic commits, reads
+    fsio.py          atomic writes and advisory locks;  digests.py  file sha256s, cached by file identity
+    progress.py      the one progress reporter (bar, plain lines or JSON on stderr)
+    corpora/         corpus specs -> streamed Documents (readers, manifests)
+    scoring/         identity.py (a model from its files, no torch), models.py (loading), hf.py (the only module
+                     that runs a model for code lengths), uniform.py, tokens.py (byte spans), base.py (Scorer)
+    mdl/             parameter accounting (params.py), weight codes (weights_code.py), two-part codes (two_part.py)
+    run/             a run: plan.py (content addresses), chunks.py (crash-safe chunked scoring), assemble.py,
+                     state.py (progress folders, shards), distributed.py (torchrun), extras.py, background.py
+                     (baselines in a second process), jobs.py (job files), execute.py (models × corpora)
+    baselines/       classical compressors on the same bytes (compressors.py registry, run.py measurement)
+    prequential/     prequential MDL: schedule.py (PURE), estimators.py, vocab.py, results.py, driver.py
+    coding/          real range coding (coder.py) and the .mdlz container (container.py)
+    report/          Markdown/HTML reports and figures, from the tables alone
+    cli/             one module per subcommand (imported only when it runs), shared argument groups, formatting
+"""
 
 __version__ = "0.1.0"
 

@@ -8,14 +8,24 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import TypeVar
 
 import numpy as np
 
+ArrayOrFloat = TypeVar("ArrayOrFloat")  # a float, a numpy array or a torch tensor
+
 LN2 = math.log(2.0)
+BITS_PER_BYTE = 8  # a raw byte costs 8 bits: the uniform code over 256 byte values, and the unit of every file size
 
 
-def nats_to_bits(nats: float) -> float:
+def nats_to_bits(nats: ArrayOrFloat) -> ArrayOrFloat:
+    """Natural-log code lengths to bits (a number or an array). Example: nats_to_bits(math.log(2)) == 1.0."""
     return nats / LN2
+
+
+def bytes_to_bits(n_bytes: int) -> int:
+    """Size of a file or stream in bits. Example: a 20-byte gzip header is 160 bits."""
+    return BITS_PER_BYTE * n_bytes
 
 
 def uniform_bits(vocab_size: int) -> float:

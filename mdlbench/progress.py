@@ -1,14 +1,28 @@
-"""Progress on stderr: documents, bytes, tokens/s and ETA. Results never go to stderr, progress never to stdout."""
+"""The one progress reporter: documents, bytes, tokens, rate and ETA on stderr (results never go there).
+
+Modes: ``bar`` rewrites one line in place; ``json`` writes one JSON object per line (for log collectors and
+schedulers) with ``label, docs_done, docs_total, bytes_done, bytes_total, tokens_done, tokens_total,
+tokens_per_second, eta_seconds, elapsed_seconds, done`` (totals and the ETA are null when unknown); ``auto`` is
+``bar`` on a terminal and a plain line every few seconds otherwise; ``none`` prints nothing.
+"""
 
 from __future__ import annotations
 
+import json
+import math
 import sys
 import time
 from typing import TextIO
 
+from mdlbench.config import ProgressMode
 
-def _fmt_seconds(seconds: float) -> str:
-    if seconds != seconds or seconds == float("inf"):
+INTERVAL_TTY_S = 0.2
+INTERVAL_LOG_S = 2.0
+
+
+def format_seconds(seconds: float) -> str:
+    """Example: 75 -> '1m15s', 3700 -> '1h01m'; NaN or inf -> '?'."""
+    if not math.isfinite(seconds):
         return "?"
     seconds = int(seconds)
     if seconds >= 3600:
@@ -16,62 +30,101 @@ def _fmt_seconds(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
-def eta_seconds(n_bytes: int, total_bytes: int, seconds_at_last_bytes: float, seconds_since_last_bytes: float) -> float:
-    """Seconds left at the average rate up to the last byte update, counting down since then.
+def eta_seconds(done: float, total: float, seconds_at_last_done: float, seconds_since_last_done: float) -> float:
+    """Seconds left at the average rate up to the last advance of ``done``, counting down since then.
 
-    Bytes advance once per chunk of documents; extrapolating from the current elapsed time instead would make the
-    ETA climb between chunks and drop at each one.
+    Work can advance in steps (documents finish a chunk at a time); extrapolating from the current elapsed time
+    instead would make the ETA climb between steps and drop at each one. inf when nothing is done yet.
     """
-    if n_bytes <= 0:
-        return float("inf")
-    projected = seconds_at_last_bytes * (total_bytes - n_bytes) / n_bytes
-    return max(0.0, projected - seconds_since_last_bytes)
+    if done <= 0:
+        return math.inf
+    projected = seconds_at_last_done * (total - done) / done
+    return max(0.0, projected - seconds_since_last_done)
 
 
 class Progress:
-    """One line, rewritten in place on a terminal, printed every `interval_s` otherwise (log files stay short)."""
+    """Counters of documents, bytes and tokens with optional totals; the ETA follows the most precise total known
+    (tokens, then bytes, then documents)."""
 
-    def __init__(self, label: str, total_bytes: int | None, stream: TextIO | None = None,
-                 interval_s: float = 2.0, enabled: bool = True) -> None:
-        self.label = label
-        self.total_bytes = total_bytes
+    def __init__(self, label: str, *, total_docs: int | None = None, total_bytes: int | None = None,
+                 total_tokens: int | None = None, mode: ProgressMode = "auto", stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stderr
-        self.interval_s = interval_s if not self.stream.isatty() else 0.2
-        self.enabled = enabled
-        self.start = time.perf_counter()
-        self.last = 0.0
-        self.n_docs = 0
-        self.n_bytes = 0
-        self.n_tokens = 0
-        self.bytes_at = 0.0  # seconds since start at the last update that added bytes
+        tty = self.stream.isatty()
+        self.mode: ProgressMode = ("bar" if tty else "auto") if mode == "auto" else mode
+        self.interval_s = INTERVAL_TTY_S if tty else INTERVAL_LOG_S
+        self.reset(label, total_docs=total_docs, total_bytes=total_bytes, total_tokens=total_tokens)
 
-    def update(self, n_docs: int = 1, n_bytes: int = 0, n_tokens: int = 0) -> None:
-        self.n_docs += n_docs
-        self.n_bytes += n_bytes
-        self.n_tokens += n_tokens
+    def reset(self, label: str, *, total_docs: int | None = None, total_bytes: int | None = None,
+              total_tokens: int | None = None) -> None:
+        """Start counting a new piece of work under a new label (e.g. the next compressor's pass)."""
+        self.label = label
+        self.totals = {"docs": total_docs, "bytes": total_bytes, "tokens": total_tokens}
+        self.done = {"docs": 0, "bytes": 0, "tokens": 0}
+        self.advanced_at = {"docs": 0.0, "bytes": 0.0, "tokens": 0.0}  # seconds since start of the last advance
+        self.start = time.perf_counter()
+        self.last_print = -math.inf
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode != "none"
+
+    def update(self, n_docs: int = 0, n_bytes: int = 0, n_tokens: int = 0) -> None:
         now = time.perf_counter()
-        if n_bytes:
-            self.bytes_at = now - self.start
-        if self.enabled and now - self.last >= self.interval_s:
-            self.last = now
+        for key, n in (("docs", n_docs), ("bytes", n_bytes), ("tokens", n_tokens)):
+            if n:
+                self.done[key] += n
+                self.advanced_at[key] = now - self.start
+        if self.enabled and now - self.last_print >= self.interval_s:
+            self.last_print = now
             self._print(final=False)
 
-    def _print(self, final: bool) -> None:
+    def eta(self) -> float:
         elapsed = time.perf_counter() - self.start
-        tps = self.n_tokens / elapsed if elapsed > 0 else 0.0
-        parts = [f"{self.label}: {self.n_docs} docs", f"{self.n_bytes / 1e6:.2f}"
-                 + (f"/{self.total_bytes / 1e6:.2f}" if self.total_bytes else "") + " MB",
-                 f"{tps:,.0f} tok/s"]
-        if self.total_bytes and self.n_bytes and not final:
-            eta = eta_seconds(self.n_bytes, self.total_bytes, self.bytes_at, elapsed - self.bytes_at)
-            parts.append(f"ETA {_fmt_seconds(eta)}")
+        for key in ("tokens", "bytes", "docs"):
+            total = self.totals[key]
+            if total and self.done[key]:
+                return eta_seconds(self.done[key], total, self.advanced_at[key], elapsed - self.advanced_at[key])
+        return math.nan
+
+    def snapshot(self, final: bool = False) -> dict[str, object]:
+        elapsed = time.perf_counter() - self.start
+        eta = 0.0 if final else self.eta()
+        return {"label": self.label, "docs_done": self.done["docs"], "docs_total": self.totals["docs"],
+                "bytes_done": self.done["bytes"], "bytes_total": self.totals["bytes"],
+                "tokens_done": self.done["tokens"], "tokens_total": self.totals["tokens"],
+                "tokens_per_second": self.done["tokens"] / elapsed if elapsed > 0 else 0.0,
+                "eta_seconds": eta if math.isfinite(eta) else None, "elapsed_seconds": elapsed, "done": final}
+
+    def line(self, final: bool = False) -> str:
+        s = self.snapshot(final)
+
+        def of(key: str, scale: float = 1.0, fmt: str = ",.0f") -> str:
+            total = self.totals[key]
+            done = f"{self.done[key] / scale:{fmt}}"
+            return done + (f"/{total / scale:{fmt}}" if total else "")
+
+        parts = [f"{self.label}:"]
+        if self.done["docs"] or self.totals["docs"]:
+            parts.append(f"{of('docs')} docs,")
+        if self.done["bytes"] or self.totals["bytes"]:
+            parts.append(f"{of('bytes', 1e6, ',.2f')} MB,")
+        if self.done["tokens"] or self.totals["tokens"]:
+            parts.append(f"{of('tokens')} tokens, {s['tokens_per_second']:,.0f} tok/s")
+        elif self.done["bytes"]:
+            parts.append(f"{self.done['bytes'] / 1e6 / max(float(s['elapsed_seconds']), 1e-9):,.1f} MB/s")
+        text = " ".join(parts).rstrip(",")
         if final:
-            parts.append(f"done in {_fmt_seconds(elapsed)}")
-        line = ", ".join(parts)
-        if self.stream.isatty():
-            self.stream.write("\r\x1b[2K" + line + ("\n" if final else ""))
+            return f"{text}, done in {format_seconds(float(s['elapsed_seconds']))}"
+        eta = s["eta_seconds"]
+        return f"{text}, ETA {format_seconds(float(eta))}" if eta is not None else text
+
+    def _print(self, final: bool) -> None:
+        if self.mode == "json":
+            self.stream.write(json.dumps(self.snapshot(final)) + "\n")
+        elif self.mode == "bar":
+            self.stream.write("\r\x1b[2K" + self.line(final) + ("\n" if final else ""))
         else:
-            self.stream.write(line + "\n")
+            self.stream.write(self.line(final) + "\n")
         self.stream.flush()
 
     def close(self) -> None:

@@ -18,14 +18,16 @@ import shutil
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from mdlbench.errors import InputError
-from mdlbench.locks import file_lock
+from mdlbench.fsio import file_lock, write_bytes_atomic
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 SCHEMA_VERSION = "2"  # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params
 STAGING_DIR = ".staging"
@@ -66,27 +68,74 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("doc_index", _i64), ("doc_id", _str), ("token_index", _i64), ("token_id", _i64),
         ("byte_start", _i64), ("byte_end", _i64), ("context_tokens", _i64), ("code_length_bits", _f64),
     ])),
+    # Classical compressors on the exact bytes a corpus's runs scored (baselines/run.py); one row per
+    # (corpus sha256, compressor, mode, library version), shared by every run on those bytes.
+    "baselines": ("baseline_id", pa.schema([
+        ("corpus", _str), ("corpus_sha256", _str), ("compressor", _str), ("library", _str),
+        ("library_version", _str), ("mode", _str), ("n_docs", _i64), ("n_bytes", _i64),
+        ("compressed_bytes", _i64), ("bits_per_byte", _f64), ("compress_seconds", _f64),
+        ("decompress_seconds", _f64), ("roundtrip_verified", _bool), ("setting", _str),
+        ("n_separator_bytes", _i64), ("header_bytes", _i64), ("model_bytes", _i64), ("roundtrip_error", _str),
+    ])),
+    # Two-part codes of a run (mdl/two_part.py): L(model) + L(tokenizer) + L(data | model).
+    "two_part": ("run_id", pa.schema([
+        ("param_code", _str),  # naive-16, naive-32, checkpoint-zstd, gguf-file, quantized-4, quantized-best...
+        ("model_bits", _f64),  # L(model): the parameters under this code
+        ("tokenizer_bits", _f64),  # L(tokenizer); 0 for gguf-file when the GGUF already holds the vocab
+        ("data_bits", _f64),  # L(data | model), re-scored under the quantized model for quantized-k
+        ("total_bits", _f64),  # model_bits + tokenizer_bits + data_bits
+        ("n_bytes", _i64), ("data_bits_per_byte", _f64), ("total_bits_per_byte", _f64),
+        ("adjusted_compression_rate", _f64),  # DeepMind's, a fraction: (data_bits + model_bits) / (8 n_bytes)
+        ("n_params", _i64),  # unique parameter elements
+        ("break_even_bytes_vs_uniform", _f64),  # null when the model does not beat 8 bits/byte
+        ("detail", _str),  # codec, level, versions, dtypes: how model_bits was obtained
+    ])),
+    "two_part_vs_baseline": ("run_id", pa.schema([
+        ("param_code", _str),
+        ("baseline", _str),  # a compressor name with its level, e.g. "gzip-9", or "uniform-bytes"
+        ("baseline_mode", _str),  # "per_document" or "concatenated", as in the baselines table
+        ("baseline_bits_per_byte", _f64),
+        ("break_even_bytes", _f64),  # null when the model is not better than the baseline per byte
+        ("bits_saved_per_param", _f64),  # (baseline bits - data bits) / n_params; negative if worse
+    ])),
+    # Prequential runs (prequential/results.py): one row per block (blockwise) or batch (online) per seed...
+    "prequential_blocks": ("run_id", pa.schema([
+        ("estimator", _str), ("seed", _i64), ("block_index", _i64), ("token_start", _i64), ("token_end", _i64),
+        ("n_bytes", _i64), ("coder", _str), ("code_length_bits", _f64), ("train_tokens", _i64),
+        ("train_seconds", _f64),
+    ])),
+    # ...and one row per seed.
+    "prequential": ("run_id", pa.schema([
+        ("estimator", _str), ("mode", _str), ("seed", _i64), ("corpus", _str), ("n_documents", _i64),
+        ("n_tokens", _i64), ("n_bytes", _i64), ("vocab_size", _i64),
+        ("prequential_bits", _f64), ("bits_per_byte", _f64), ("uniform_bits", _f64),
+        ("final_model_data_bits", _f64), ("model_information_bits", _f64), ("program_bits", _i64),
+        # "" when the model starts from its seeded init; else "checkpoint:<path> sha256:<hex>": the code length is
+        # then conditional on that checkpoint, whose bits are not charged in prequential_bits...
+        ("conditional_on", _str),
+        # ...but shown beside it (null without a checkpoint): its two-part parameter cost under
+        # checkpoint_param_code, so prequential_bits + checkpoint_param_bits is an unconditional code length.
+        ("checkpoint_param_code", _str), ("checkpoint_param_bits", _f64), ("checkpoint_n_params", _i64),
+        ("wall_seconds", _f64), ("config_json", _str),
+    ])),
+    # Real range coding of a run's first documents (coding/coder.py, `run --verify-coding N`).
+    "coding": ("run_id", pa.schema([
+        ("doc_index", _i64), ("doc_id", _str),
+        ("method", _str),  # model | raw-bytes | uniform-bytes
+        ("n_tokens", _i64),  # text tokens (BOS/EOS not counted); bytes for the raw methods
+        ("ideal_bits", _f64),  # Σ −log2 p from the rows the coder used (includes EOS under end=eos)
+        ("coded_bits", _i64),  # 8 × payload bytes (the container header is not included)
+        ("overhead_bits", _f64),  # coded − ideal
+        ("header_bytes", _i64),  # the container header, for the total file size
+        ("roundtrip_ok", _bool),  # decompress(compress(bytes)) == bytes
+        ("encode_seconds", _f64), ("decode_seconds", _f64),
+    ])),
 }
-
-
-# Tables defined by feature modules, registered when the module is imported (see register_table).
-FEATURE_TABLES = {"baselines": "mdlbench.baselines.run", "two_part": "mdlbench.mdl.two_part",
-                  "two_part_vs_baseline": "mdlbench.mdl.two_part", "prequential": "mdlbench.prequential",
-                  "prequential_blocks": "mdlbench.prequential", "coding": "mdlbench.coding"}
-
-
-def table_spec(table: str) -> tuple[str, pa.Schema]:
-    """(partition key, schema) of a table, importing the feature module that defines it if needed."""
-    if table not in TABLES and table in FEATURE_TABLES:
-        import importlib
-
-        importlib.import_module(FEATURE_TABLES[table])
-    return TABLES[table]
 
 
 def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
     """Rows (dicts) -> an Arrow table with the fixed schema; a missing or extra column is a bug, so it raises."""
-    _, schema = table_spec(table)
+    _, schema = TABLES[table]
     names = set(schema.names)
     for row in rows[:1]:
         if set(row) != names:
@@ -97,7 +146,7 @@ def to_arrow(table: str, rows: Sequence[Mapping[str, Any]]) -> pa.Table:
 
 def columns_to_arrow(table: str, columns: Mapping[str, Any]) -> pa.Table:
     """Columns (name -> array-like) -> an Arrow table with the fixed schema: the fast path for per-token rows."""
-    _, schema = table_spec(table)
+    _, schema = TABLES[table]
     if set(columns) != set(schema.names):
         raise ValueError(f"{table}: columns {sorted(set(columns) ^ set(schema.names))} differ from the schema")
     arrays = [pa.array(columns[f.name], type=f.type) for f in schema]
@@ -106,7 +155,7 @@ def columns_to_arrow(table: str, columns: Mapping[str, Any]) -> pa.Table:
 
 
 def partition_dir(out_dir: Path, table: str, value: str) -> Path:
-    key, _ = table_spec(table)
+    key, _ = TABLES[table]
     return Path(out_dir) / table / f"{key}={value}"
 
 
@@ -136,7 +185,7 @@ def _commit_locked(out_dir: Path, partitions: Mapping[tuple[str, str], pa.Table]
         target = stage / table / partition_dir(out_dir, table, value).name
         target.mkdir(parents=True)
         pq.write_table(arrow, target / "part-0.parquet")
-    _write_atomic(stage / COMMIT_MARKER, b"ok\n")
+    write_bytes_atomic(stage / COMMIT_MARKER, b"ok\n")
     _roll_forward(out_dir, stage)
 
 
@@ -173,18 +222,11 @@ def _roll_forward(out_dir: Path, stage: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def read_table(out_dir: Path, table: str) -> pd.DataFrame:
     """All partitions of a table as one DataFrame (empty, with the schema's columns, if there are none)."""
-    key, schema = table_spec(table)
+    import pandas as pd
+
+    key, schema = TABLES[table]
     path = Path(out_dir) / table
     if not any(path.glob(f"{key}=*/part-0.parquet")):
         return pd.DataFrame({key: pd.Series(dtype="string"),
@@ -200,11 +242,3 @@ def read_table(out_dir: Path, table: str) -> pd.DataFrame:
                          f"run `mdlbench gc {out_dir}` or remove the damaged partition") from exc
     df[key] = df[key].astype("string")
     return df
-
-
-def register_table(name: str, partition_key: str, schema: pa.Schema) -> None:
-    """Add a table defined by a feature module (baselines, two_part, prequential...) to the registry."""
-    existing = TABLES.get(name)
-    if existing is not None and existing != (partition_key, schema):
-        raise ValueError(f"table {name!r} is already registered with a different schema")
-    TABLES[name] = (partition_key, schema)

@@ -5,18 +5,33 @@ Nothing touches the network: HF_HUB_OFFLINE and HF_DATASETS_OFFLINE are set befo
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import io
 import json
 import os
+import tempfile
 from pathlib import Path
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
+# File digests are cached (mdlbench/digests.py); keep the tests' cache out of the user's home.
+os.environ.setdefault("MDLBENCH_CACHE", tempfile.mkdtemp(prefix="mdlbench-test-cache-"))
 
 import pytest  # noqa: E402
 
 GPT2_VOCAB = 50257
+
+
+def run_cli(*args: str) -> tuple[int, str, str]:
+    """``mdlbench ARGS`` in this process: (exit code, stdout, stderr)."""
+    from mdlbench.cli import main
+
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main([str(a) for a in args])
+    return code, out.getvalue(), err.getvalue()
 
 
 def gpt2_tokenizer():

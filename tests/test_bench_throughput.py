@@ -30,11 +30,12 @@ def test_naive_loop_agrees_with_mdlbench(bench, tiny_model_dir, jsonl_corpus, tm
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from mdlbench import tables
-    from mdlbench.pipeline import RunOptions, run_benchmark
+    from mdlbench.config import RunOptions
+    from mdlbench.run.execute import run_benchmark
 
     window = 16  # documents of up to ~100 tokens: several windows each, the last one left-filled
     options = RunOptions(protocol="lm-eval", window=window, batch_size=3, boundary_token=PREFIX, device="cpu",
-                         progress=False, bootstrap_samples=10, baselines=("none",), two_part=("none",))
+                         progress="none", bootstrap_samples=10, baselines=("none",), two_part=("none",))
     outcomes = run_benchmark([str(tiny_model_dir)], [str(jsonl_corpus)], options, tmp_path / "out", log=lambda m: None)
     assert [o.status for o in outcomes] == ["done"]
     docs = tables.read_table(tmp_path / "out", "documents").sort_values("doc_index")

@@ -1,4 +1,8 @@
-"""The `mdlbench` command end to end (real subprocesses, real Parquet), and every bad input's exit code."""
+"""The `mdlbench` command end to end (real Parquet, a real second process for the baselines), and bad inputs.
+
+Most cases call ``mdlbench.cli.main`` in this process (fast); one end-to-end run goes through a real subprocess,
+as a user's shell would.
+"""
 
 from __future__ import annotations
 
@@ -7,25 +11,20 @@ import math
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
-from conftest import TEXTS
+from conftest import TEXTS, run_cli
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
 
 
-def mdlbench(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mdlbench", *args], capture_output=True, text=True, env=ENV,
-                          cwd=cwd, timeout=600)
-
-
 def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_corpus):
     out = tmp_path / "results"
-    r = mdlbench("run", "-m", str(tiny_model_dir), "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--id-field",
-                 "id", "--window", "16", "--stride", "8", "--per-token", "--out", str(out), "--bootstrap-samples",
-                 "500")
+    args = ["run", "-m", str(tiny_model_dir), "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--id-field", "id",
+            "--window", "16", "--stride", "8", "--per-token", "--out", str(out), "--bootstrap-samples", "500"]
+    r = subprocess.run([sys.executable, "-m", "mdlbench", *args], capture_output=True, text=True, env=ENV,
+                       timeout=600)
     assert r.returncode == 0, r.stderr
     assert "bits/byte" in r.stdout and "tok/s" in r.stderr  # results on stdout, progress on stderr
     runs = pd.read_parquet(out / "runs")
@@ -50,7 +49,9 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     assert uni["bits_per_byte"] == 8.0
     run = runs[runs["run_id"] == lm["run_id"]].iloc[0]
     assert (run["window"], run["stride"], run["first_token"], run["end"]) == (16, 8, "bos", "eos")
-    assert json.loads(run["config_json"])["window"] == 16 and run["valid_code"]
+    config = json.loads(run["config_json"])
+    assert (config["window"], config["stride"], config["per_token"]) == (16, 8, True) and run["valid_code"]
+    assert run["model"] == tiny_model_dir.name and run["batch_size"] == 8  # resolved auto batch of a tiny model
     # parameter accounting: the tiny GPT-2 is tied, so lm_head costs nothing and the split adds up
     split = ["params_embedding", "params_attention", "params_ffn", "params_norm", "params_lm_head", "params_other"]
     assert run[split].sum() == run["n_params"] and run["params_lm_head"] == 0 and run["params_ffn"] > 0
@@ -67,12 +68,12 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     assert tp.loc["naive-32", "data_bits"] == pytest.approx(lm["code_length_bits"], rel=1e-12)
     assert "checkpoint-zstd" in tp.index  # small model: the lossless checkpoint code is on by default
 
-    again = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
-                     "16", "--stride", "8", "--per-token", "--out", str(out), "--bootstrap-samples", "500")
-    assert again.returncode == 0 and "already complete" in again.stderr
-    changed = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
-                       "16", "--stride", "4", "--out", str(out), "--bootstrap-samples", "500", "--quiet")
-    assert changed.returncode == 0 and len(pd.read_parquet(out / "runs")) == 3  # a setting change is a new run
+    code, _, err = run_cli("run", *args[1:3], *args[5:])
+    assert code == 0 and "already complete" in err
+    code, _, _ = run_cli("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--id-field", "id", "--window",
+                         "16", "--stride", "4", "--out", str(out), "--bootstrap-samples", "500", "--quiet",
+                         "--baselines", "none")
+    assert code == 0 and len(pd.read_parquet(out / "runs")) == 3  # a setting change is a new run
 
 
 @pytest.mark.parametrize("args,match", [
@@ -82,10 +83,12 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     (["-c", "{corrupt_parquet}"], "not a readable Parquet file"),
     (["-c", "{jsonl}", "--window", "8", "--stride", "9"], "--stride 9 must be between 1 and --window 8"),
     (["-c", "{jsonl}", "--window", "128"], "exceeds the model's context of 64 tokens"),
+    (["-c", "{jsonl}", "--window", "0"], "--window: 0: must be >= 1"),
     (["-c", "{jsonl}", "-m", "no-such-org/no-such-model"], "could not be loaded"),
     (["-c", "{jsonl}", "-m", "./not/a/folder"], "not a model folder"),
 ])
-def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_model_dir, jsonl_corpus, args, match):
+def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_model_dir, jsonl_corpus, monkeypatch,
+                                                           args, match):
     (tmp_path / "bad.txt").write_bytes(b"ok\xff")
     (tmp_path / "nf.jsonl").write_text('{"body": "x"}\n')
     (tmp_path / "bad.parquet").write_bytes(b"not parquet")
@@ -95,31 +98,47 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_model_
     if "-m" not in argv:
         argv += ["-m", str(tiny_model_dir)]
     out = tmp_path / "results"
-    r = mdlbench("run", *argv, "--out", str(out), cwd=tmp_path)
-    assert r.returncode == 2, r.stderr
-    error_lines = [line for line in r.stderr.splitlines() if "error:" in line]
-    assert len(error_lines) == 1 and match in error_lines[0], r.stderr
-    assert not any(p.suffix == ".parquet" for p in out.rglob("*")) if out.exists() else True
+    monkeypatch.chdir(tmp_path)
+    code, stdout, stderr = run_cli("run", *argv, "--out", str(out), "--baselines", "none")
+    assert code == 2, stderr
+    error_lines = [line for line in stderr.splitlines() if "error:" in line]
+    assert len(error_lines) == 1 and match in error_lines[0], stderr
+    assert not any(p.suffix == ".parquet" for p in out.rglob("*"))  # no result files
 
 
-def test_manifest_cli_and_mismatch_exit_code(tmp_path, tiny_model_dir, jsonl_corpus):
-    r = mdlbench("manifest", "create", str(jsonl_corpus), "--name", "mine", "--out-dir",
-                 str(tmp_path / "data_manifests"), cwd=tmp_path)
-    assert r.returncode == 0 and (tmp_path / "data_manifests" / "mine.toml").is_file()
+def test_manifest_cli_and_mismatch_exit_code(tmp_path, jsonl_corpus, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, stdout, _ = run_cli("manifest", "create", str(jsonl_corpus), "--name", "mine", "--out-dir",
+                              str(tmp_path / "data_manifests"))
+    manifest = tmp_path / "data_manifests" / "mine.toml"
+    assert code == 0 and str(manifest) in stdout and "sha256" in manifest.read_text()
+    code, _, _ = run_cli("run", "-m", "uniform-bytes", "-c", "mine", "--out", str(tmp_path / "ok"), "--quiet",
+                         "--baselines", "none")
+    assert code == 0 and len(pd.read_parquet(tmp_path / "ok" / "documents")) == len(TEXTS)
     jsonl_corpus.write_text('{"text": "changed"}\n')
-    r = mdlbench("run", "-m", "uniform-bytes", "-c", "mine", "--out", str(tmp_path / "out"), cwd=tmp_path)
-    assert r.returncode == 2 and "the manifest pins" in r.stderr
-    assert not (tmp_path / "out" / "runs").exists()
+    code, _, err = run_cli("run", "-m", "uniform-bytes", "-c", "mine", "--out", str(tmp_path / "out"))
+    assert code == 2 and "the manifest pins" in err
+    assert not (tmp_path / "out").exists()
 
 
 def test_lm_eval_protocol_is_recorded(tmp_path, tiny_model_dir, jsonl_corpus):
     out = tmp_path / "o"
-    r = mdlbench("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--protocol", "lm-eval", "--out",
-                 str(out), "--quiet", "--baselines", "none", "--two-part", "none")
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli("run", "-m", str(tiny_model_dir), "-c", str(jsonl_corpus), "--protocol", "lm-eval",
+                           "--out", str(out), "--quiet", "--baselines", "none", "--two-part", "none")
+    assert code == 0, err
     run = pd.read_parquet(out / "runs").iloc[0]
     assert (run["window"], run["stride"], run["first_token"], run["end"], run["protocol"]) == (
         64, 64, "bos", "none", "lm-eval")
+
+
+def test_usage_errors_are_one_line(capsys):
+    from mdlbench.cli import main
+
+    for argv in (["run", "--batch-size", "0"], ["run", "--max-docs", "-3"], ["no-such-command"],
+                 ["run", "--window", "ten"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "error:" in err, (argv, err)
 
 
 @pytest.mark.slow
@@ -132,15 +151,15 @@ def test_builtin_default_model_scores_real_text(tmp_path):
                     "must be in want of a wife. However little known the feelings or views of such a man may be "
                     "on his first entering a neighbourhood, this truth is so well fixed in the minds of the "
                     "surrounding families.\n", encoding="utf-8")
-    r = mdlbench("run", "-m", "default", "-c", str(text), "--out", str(out), "--quiet", "--bootstrap-samples",
-                 "200", "--baselines", "gzip-9", "--verify-coding", "1")
-    assert r.returncode == 0, r.stderr
+    code, _, err = run_cli("run", "-m", "default", "-c", str(text), "--out", str(out), "--quiet",
+                           "--bootstrap-samples", "200", "--baselines", "gzip-9", "--verify-coding", "1")
+    assert code == 0, err
     s = pd.read_parquet(out / "summary").iloc[0]
     run = pd.read_parquet(out / "runs").iloc[0]
     assert 0.8 < s["bits_per_byte"] < 3.0
     assert run["model_format"] == "gguf" and len(run["model_sha256"]) == 64 and run["n_params"] > 100_000_000
     two_part = pd.read_parquet(out / "two_part").set_index("param_code")
-    from mdlbench.scoring.models import default_model_location
+    from mdlbench.scoring.identity import default_model_location
 
     gguf_bytes = default_model_location().stat().st_size
     assert two_part.loc["gguf-file", "model_bits"] == 8 * gguf_bytes
@@ -155,16 +174,36 @@ def test_run_with_prequential_uses_the_byte_alphabet(tmp_path, jsonl_corpus):
     arch = tmp_path / "arch.json"
     arch.write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2, "n_positions": 64}))
     out = tmp_path / "results"
-    r = mdlbench("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--id-field", "id", "--baselines", "none",
-                 "--prequential", "--prequential-seeds", "0,1", "--prequential-arch", str(arch), "--out", str(out))
-    assert r.returncode == 0, r.stderr
-    assert "prequential (blockwise, 2 seed(s))" in r.stdout and "[prequential blockwise seed 1]" in r.stderr
+    code, stdout, stderr = run_cli("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--id-field", "id",
+                                   "--baselines", "none", "--prequential", "--prequential-seeds", "0,1",
+                                   "--prequential-arch", str(arch), "--out", str(out))
+    assert code == 0, stderr
+    assert "prequential (blockwise, 2 seed(s))" in stdout and "[prequential blockwise seed 1]" in stderr
     preq = pd.read_parquet(out / "prequential")
     n_bytes = sum(len(t.encode("utf-8")) for t in TEXTS)
     assert sorted(preq["seed"]) == [0, 1] and set(preq["vocab_size"]) == {257}
     assert set(preq["n_tokens"]) == {n_bytes + len(TEXTS)}  # one token per byte + one separator per document
     assert (preq["bits_per_byte"] == preq["prequential_bits"] / preq["n_bytes"]).all()
-    bad = mdlbench("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--prequential",
-                   "--prequential-tokenizer", str(tmp_path / "nope"), "--out", str(tmp_path / "bad"))
-    assert bad.returncode == 2 and "--tokenizer" in bad.stderr and "not a folder" in bad.stderr
+    code, _, err = run_cli("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--prequential",
+                           "--prequential-tokenizer", str(tmp_path / "nope"), "--out", str(tmp_path / "bad"))
+    assert code == 2 and "--tokenizer" in err and "not a folder" in err
     assert not (tmp_path / "bad").exists()  # refused before anything was scored or written
+
+
+def test_a_finished_run_is_recognised_without_torch_or_weights(tmp_path, tiny_model_dir, jsonl_corpus):
+    """A rerun of a finished job hashes files and reads tables: neither torch nor transformers is imported."""
+    out = tmp_path / "o"
+    args = ["run", "-m", str(tiny_model_dir), "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--window", "16",
+            "--out", str(out), "--quiet", "--baselines", "gzip-9", "--two-part", "naive"]
+    code, _, err = run_cli(*args)
+    assert code == 0, err
+    probe = ("import sys; from mdlbench.cli import main; code = main(sys.argv[1:]); "
+             "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)")
+    r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=ENV, timeout=300)
+    assert r.stdout.strip().splitlines()[-1] == "0 False False", r.stdout + r.stderr
+    assert r.stderr.count("already complete") == 2 and "loading model" not in r.stderr
+    # Asking for an extra the run lacks loads the model and computes only that extra.
+    code, _, err = run_cli(*args[:-1], "naive,checkpoint")
+    assert code == 0 and "loading model" in err and "two-part codes" in err and "checkpoint-zstd" in err
+    codes = set(pd.read_parquet(out / "two_part")["param_code"])
+    assert codes == {"naive-16", "naive-32", "checkpoint-zstd"}

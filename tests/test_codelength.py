@@ -87,6 +87,6 @@ def test_progress_eta_counts_down_between_chunk_updates():
     assert eta_seconds(25, 100, 10.0, 40.0) == 0.0  # overdue: never negative
     assert eta_seconds(0, 100, 0.0, 5.0) == float("inf")
     out = io.StringIO()
-    progress = Progress("run", 100, stream=out, interval_s=0.0)
+    progress = Progress("run", total_bytes=100, stream=out)
     progress.update(1, 50, 10)
     assert "0.00/0.00 MB" in out.getvalue() and "ETA" in out.getvalue()

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 
 from mdlbench.errors import InputError
-from mdlbench.jobs import load_job
+from mdlbench.run.jobs import load_job
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1", "OMP_NUM_THREADS": "1"}
 REPO = Path(__file__).resolve().parent.parent
@@ -197,7 +197,7 @@ def test_gc_removes_incomplete_leftovers(tmp_path, reference):
 
 @pytest.mark.parametrize("text,match", [
     ('models = ["a"]\ncorpora = ["b"]\nmodle = 1\n', "unknown key 'modle'; did you mean 'models'"),
-    ('models = ["a"]\ncorpora = ["b"]\n[options]\nwindw = 8\n', "unknown key 'windw' in \\[options\\]; did you "
+    ('models = ["a"]\ncorpora = ["b"]\n[options]\nwindw = 8\n', "\\[options\\]: unknown key 'windw'; did you "
                                                                   "mean 'window'"),
     ('models = ["a"]\ncorpora = ["b"]\n[options]\nwindow = "big"\n', "window = 'big' has the wrong type"),
     ('models = ["a"]\ncorpora = ["b"]\n[options]\nfirst_token = "eos"\n', "one of 'bos', 'uniform'"),

@@ -17,29 +17,27 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from mdlbench.errors import InputError
-from mdlbench.prequential import (
-    DEFAULT_BLOCK_FRACTIONS,
+from mdlbench.prequential.driver import checkpoint_param_cost, run_prequential_for_corpus
+from mdlbench.prequential.estimators import (
     PrequentialConfig,
     TokenStream,
-    aggregate_seeds,
-    block_boundaries,
     code_tokens_bits,
     estimate,
     model_factory,
-    prequential_run_id,
     resolve_arch,
     run_blockwise,
     run_online,
-    run_prequential_for_corpus,
 )
-from mdlbench.prequential.results import program_bits
-from mdlbench.prequential.vocab import byte_tokenizer, load_tokenizer, separator_id, tokenizer_files
+from mdlbench.prequential.results import aggregate_seeds, prequential_run_id, program_bits
 from mdlbench.prequential.schedule import (
+    DEFAULT_BLOCK_FRACTIONS,
     batch_boundaries,
+    block_boundaries,
     proportional_byte_attribution,
     sequence_spans,
     uniform_code_length_bits,
 )
+from mdlbench.prequential.vocab import byte_tokenizer, load_tokenizer, separator_id, tokenizer_files
 
 V = 64
 CONTEXT = 32
@@ -141,8 +139,6 @@ def test_first_block_is_uniform_and_counted_once():
     assert all(b.coder == "model" for b in result.blocks[1:])
     assert [b.token_start for b in result.blocks] == block_boundaries(600, DEFAULT_BLOCK_FRACTIONS, 16)[:-1]
     assert result.blocks[-1].token_end == 600
-    # L_preq is the plain sum of the blocks: the uniform block is not added a second time.
-    assert result.prequential_bits == math.fsum(b.code_length_bits for b in result.blocks)
     assert result.uniform_bits == 600 * math.log2(V)
 
 
@@ -261,29 +257,32 @@ def test_corpus_run_bytes_seeds_and_tables(tiny_corpus, tmp_path: Path):
     cfg = {"context_tokens": 32, "batch_sequences": 4, "min_block_tokens": 16, "min_steps": 1}
     out = tmp_path / "out"
     run = run_prequential_for_corpus(tiny_corpus, config=cfg, arch=arch, seeds=(0, 1), tokenizer=tokenizer,
-                                     out_dir=out, progress=None)
+                                     out_dir=out, log=None)
     total_bytes = sum(len(t.encode("utf-8")) for t in TEXTS)
     n_tokens = total_bytes + len(TEXTS)  # one token per byte, plus one separator per document
     assert [r["seed"] for r in run.summary_rows] == [0, 1]
+    from mdlbench.tables import read_table
+
+    written_blocks = read_table(out, "prequential_blocks")
     for row in run.summary_rows:
         assert row["n_bytes"] == total_bytes and row["n_tokens"] == n_tokens and row["vocab_size"] == 257
         assert row["bits_per_byte"] == row["prequential_bits"] / total_bytes
         assert row["uniform_bits"] == n_tokens * math.log2(257)
         assert row["conditional_on"] == "" and row["program_bits"] > 0
-        blocks = [b for b in run.block_rows if b["seed"] == row["seed"]]
-        assert sum(b["n_bytes"] for b in blocks) == total_bytes
-        assert sum(b["token_end"] - b["token_start"] for b in blocks) == n_tokens
-        assert math.fsum(b["code_length_bits"] for b in blocks) == row["prequential_bits"]
+        # Recomputable from the tables: the blocks of a seed tile its tokens and bytes, and their bits sum to it.
+        blocks = written_blocks[written_blocks["seed"] == row["seed"]].sort_values("block_index")
+        assert blocks["n_bytes"].sum() == total_bytes
+        assert (blocks["token_start"].iloc[1:].to_numpy() == blocks["token_end"].iloc[:-1].to_numpy()).all()
+        assert blocks["token_start"].iloc[0] == 0 and blocks["token_end"].iloc[-1] == n_tokens
+        assert math.fsum(blocks["code_length_bits"]) == pytest.approx(row["prequential_bits"], rel=1e-15)
     # Different seeds: different document orders and inits, recorded separately.
     assert run.summary_rows[0]["prequential_bits"] != run.summary_rows[1]["prequential_bits"]
-    from mdlbench.tables import read_table
-
     written = read_table(out, "prequential")
     assert set(written["run_id"]) == {run.run_id} and sorted(written["seed"]) == [0, 1]
     assert len(read_table(out, "prequential_blocks")) == len(run.block_rows)
     # Same seed, same bits: a fresh run (forced) reproduces every number bitwise, under the same run id.
     again = run_prequential_for_corpus(tiny_corpus, config=cfg, arch=arch, seeds=(0, 1), tokenizer=tokenizer,
-                                       out_dir=out, force=True, progress=None)
+                                       out_dir=out, force=True, log=None)
     assert again.run_id == run.run_id
     assert [r["prequential_bits"] for r in again.summary_rows] == [r["prequential_bits"] for r in run.summary_rows]
     assert [r["final_model_data_bits"] for r in again.summary_rows] == [
@@ -310,7 +309,11 @@ def test_cli_writes_tables_and_prints_summary(tiny_corpus, tmp_path: Path, capsy
     assert "prequential run" in captured.out and "online/continue over 1 seed(s)" in captured.out
     assert "sd needs 2+ seeds" in captured.out
     assert "[prequential online seed 0] block 1/" in captured.err
-    assert (out / "prequential").is_dir() and (out / "prequential_blocks").is_dir()
+    from mdlbench.tables import read_table
+
+    (row,) = read_table(out, "prequential").to_dict("records")
+    assert (row["estimator"], row["seed"], row["n_documents"]) == ("online", 0, 4)
+    assert row["n_bytes"] == sum(len(t.encode("utf-8")) for t in TEXTS[:4])
     bad = main(["prequential", "--corpus", tiny_corpus.source, "--tokenizer", str(tok_dir), "--seeds", "0,x"])
     assert bad == 2
 
@@ -342,7 +345,7 @@ def test_pretrained_checkpoint_is_labelled_conditional(tiny_corpus, tmp_path: Pa
     model.save_pretrained(tmp_path / "ckpt")
     cfg = {"context_tokens": 32, "min_steps": 1, "first_block_coder": "model"}
     run = run_prequential_for_corpus(tiny_corpus, config=cfg, init_checkpoint=str(tmp_path / "ckpt"), seeds=(0,),
-                                     tokenizer=tokenizer, progress=None)
+                                     tokenizer=tokenizer, log=None)
     (row,) = run.summary_rows
     assert row["conditional_on"].startswith("checkpoint:") and "sha256:" in row["conditional_on"]
     # Its parameter cost is shown beside the conditional code: the exact weights, zstd-compressed (small model).
@@ -354,7 +357,7 @@ def test_pretrained_checkpoint_is_labelled_conditional(tiny_corpus, tmp_path: Pa
     assert run.block_rows[0]["coder"] == "model"  # block 1 coded by the checkpoint itself
     with pytest.raises(InputError, match="exclusive"):
         run_prequential_for_corpus(tiny_corpus, arch=TINY_ARCH, init_checkpoint=str(tmp_path / "ckpt"),
-                                   tokenizer=tokenizer, progress=None)
+                                   tokenizer=tokenizer, log=None)
 
 
 def test_byte_tokenizer_is_the_default_alphabet(tiny_corpus, tmp_path: Path):
@@ -370,7 +373,7 @@ def test_byte_tokenizer_is_the_default_alphabet(tiny_corpus, tmp_path: Path):
     # A run without a tokenizer uses it: |V| = 257 and the sample-sized token count is bytes + separators.
     arch = {**TINY_ARCH, "n_embd": 16}
     cfg = {"context_tokens": 32, "min_steps": 1, "estimator": "online"}
-    run = run_prequential_for_corpus(tiny_corpus, config=cfg, arch=arch, seeds=(0,), progress=None)
+    run = run_prequential_for_corpus(tiny_corpus, config=cfg, arch=arch, seeds=(0,), log=None)
     (row,) = run.summary_rows
     assert row["vocab_size"] == 257
     assert row["n_tokens"] == sum(len(t.encode("utf-8")) for t in TEXTS) + len(TEXTS)
@@ -379,13 +382,12 @@ def test_byte_tokenizer_is_the_default_alphabet(tiny_corpus, tmp_path: Path):
 
 
 def test_checkpoint_param_cost_naive_width_above_the_zstd_limit(monkeypatch):
-    import mdlbench.extras
-    from mdlbench.prequential.cli import checkpoint_param_cost
+    import mdlbench.prequential.driver as driver
 
     model = model_factory(resolve_arch({**TINY_ARCH, "n_embd": 16}, vocab_size=257, context_tokens=32,
                                        start_id=256))(3)
     n = sum(p.numel() for p in model.parameters())
-    monkeypatch.setattr(mdlbench.extras, "CHECKPOINT_DEFAULT_MAX_PARAMS", 0)
+    monkeypatch.setattr(driver, "CHECKPOINT_DEFAULT_MAX_PARAMS", 0)
     # At init the 1-D parameters (layer norms at 1, biases at 0) are exact in 16 bits; the random matrices need 32.
     expected = sum(p.numel() * (16 if p.dim() == 1 else 32) for p in model.parameters())
     assert checkpoint_param_cost(model) == ("naive-mixed", float(expected), n)
@@ -396,6 +398,6 @@ def test_checkpoint_param_cost_naive_width_above_the_zstd_limit(monkeypatch):
 def test_unconditional_rows_have_no_checkpoint_cost(tiny_corpus):
     cfg = {"context_tokens": 32, "min_steps": 1, "estimator": "online"}
     run = run_prequential_for_corpus(tiny_corpus, config=cfg, arch={**TINY_ARCH, "n_embd": 16}, seeds=(0,),
-                                     progress=None)
+                                     log=None)
     (row,) = run.summary_rows
     assert row["conditional_on"] == "" and row["checkpoint_param_bits"] is None

@@ -14,8 +14,6 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-import mdlbench.baselines.run  # noqa: F401  (registers "baselines")
-import mdlbench.mdl.two_part  # noqa: F401  (registers "two_part")
 from mdlbench import tables
 from mdlbench.cli import main as cli_main
 from mdlbench.errors import InputError
@@ -256,14 +254,3 @@ def test_spread_keeps_order_and_gap():
     assert got == sorted(got) and all(b - a >= 0.05 - 1e-9 for a, b in zip(got, got[1:], strict=False))
     assert math.isclose(sum(got) / 3, (0.5 + 0.5 + 0.51) / 3, abs_tol=1e-9)
     assert spread([0.0, 0.0], 0.1) == pytest.approx([0.0, 0.1])
-
-
-def test_prequential_tables_are_read_without_their_module(results, monkeypatch):
-    """mdlbench.prequential imports torch; a report reads its tables straight from the Hive folders."""
-    registered = load_results(results)
-    for name in ("prequential", "prequential_blocks"):
-        monkeypatch.delitem(tables.TABLES, name)
-    plain = load_results(results)
-    assert plain.prequential is not None and plain.prequential_blocks is not None
-    assert plain.prequential["bits_per_byte"].tolist() == registered.prequential["bits_per_byte"].tolist()
-    assert len(plain.prequential_blocks) == len(registered.prequential_blocks) == 6

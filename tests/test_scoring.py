@@ -11,9 +11,9 @@ import torch
 from conftest import GPT2_VOCAB, TEXTS
 
 from mdlbench.codelength import LN2
+from mdlbench.config import RunOptions, ScoringSettings, resolve_windowing
 from mdlbench.corpora import Document
-from mdlbench.pipeline import RunOptions, resolve_windowing, score_corpus
-from mdlbench.scoring.base import ScoringSettings
+from mdlbench.run.chunks import score_corpus
 from mdlbench.scoring.hf import HFScorer
 from mdlbench.scoring.models import load_model
 from mdlbench.scoring.tokens import encode, token_byte_spans
@@ -23,7 +23,7 @@ LOG2V = math.log2(GPT2_VOCAB)
 
 
 def _scorer(loaded, window=16, stride=8, first_token="bos", end="eos", batch_size=4, per_token=False):
-    return HFScorer(loaded, ScoringSettings(window, stride, first_token, end, batch_size, per_token), window, stride)
+    return HFScorer(loaded, ScoringSettings(window, stride, first_token, end, batch_size, per_token))
 
 
 def _docs(texts=TEXTS):
@@ -133,7 +133,7 @@ def test_per_token_rows_sum_to_document_and_spans_tile_bytes(tiny_loaded):
             assert len(t.token_index) == c.n_tokens + 1  # every text token and the EOS, each exactly once
             assert math.fsum(t.code_length_bits.tolist()) == pytest.approx(c.code_length_bits, rel=1e-12)
             n_bytes = c.doc.n_bytes
-            assert t.byte_start[0] == 0 if c.n_tokens else True
+            assert t.byte_start[0] == 0  # the first span starts the document (the EOS span of an empty one too)
             assert np.all(t.byte_start[1:] == t.byte_end[:-1])  # contiguous, no gaps or overlaps
             assert t.byte_end[-1] == n_bytes
             assert c.end_bits == t.code_length_bits[-1]
@@ -142,19 +142,16 @@ def test_per_token_rows_sum_to_document_and_spans_tile_bytes(tiny_loaded):
             assert np.all(t.context_tokens[1:] >= 1)
 
 
-def test_multibyte_identities_and_literal_special_tokens(tiny_loaded):
+def test_multibyte_denominators_and_literal_special_tokens(tiny_loaded):
     text = TEXTS[3]
     ids = encode(tiny_loaded.tokenizer, text)
     assert 50256 not in ids  # "<|endoftext|>" inside a document is text, not the control token
     spans = token_byte_spans(tiny_loaded.tokenizer, ids, text)
     assert spans is not None and spans[-1][1] == len(text.encode())
-    from mdlbench.corpora import open_corpus  # noqa: F401 - identity below is on a scored run
-    codes = list(_scorer(tiny_loaded).score(_docs([text])))
-    bits = codes[0].code_length_bits
-    n_bytes, n_chars = len(text.encode()), len(text)
-    assert n_bytes > n_chars
-    assert (bits / n_bytes) * n_bytes == pytest.approx(bits, rel=1e-15)
-    assert (bits / n_chars) * n_chars == pytest.approx(bits, rel=1e-15)
+    # Bytes are UTF-8 bytes, chars are code points, counted by hand: "café" is c, a, f (1 byte each) + é (2);
+    # the space 1; "😀" 4 bytes. 10 bytes, 6 code points.
+    (code,) = _scorer(tiny_loaded).score(_docs(["café 😀"]))
+    assert (code.doc.n_bytes, code.doc.n_chars) == (10, 6)
 
 
 def test_lossy_tokenizer_is_flagged(tiny_model_dir):
@@ -185,12 +182,15 @@ def test_window_and_stride_validation(tiny_loaded):
         resolve_windowing(RunOptions(window=128), 64)
     with pytest.raises(InputError, match="--stride 9 must be between 1 and --window 8"):
         resolve_windowing(RunOptions(window=8, stride=9), 64)
-    settings, w, s = resolve_windowing(RunOptions(protocol="lm-eval"), 64)
-    assert (w, s, settings.first_token, settings.end) == (64, 64, "bos", "none")
+    settings = resolve_windowing(RunOptions(protocol="lm-eval"), 64)
+    assert (settings.window, settings.stride, settings.first_token, settings.end) == (64, 64, "bos", "none")
     with pytest.raises(InputError, match="lm-eval fixes --end none"):
         resolve_windowing(RunOptions(protocol="lm-eval", end="eos"), 64)
-    settings, w, s = resolve_windowing(RunOptions(), 4096)
-    assert (w, s) == (2048, 1024)
+    settings = resolve_windowing(RunOptions(), 4096)
+    assert (settings.window, settings.stride, settings.batch_size) == (2048, 1024, None)
+    for bad in ({"window": 0}, {"stride": -1}, {"batch_size": 0}, {"bootstrap_samples": -5}, {"max_docs": 0}):
+        with pytest.raises(InputError, match=f"--{next(iter(bad)).replace('_', '-')} "):
+            RunOptions(**bad)  # zero is never silently "the default"
 
 
 def test_score_corpus_codes_every_document_once(tiny_loaded, jsonl_corpus):
@@ -254,4 +254,4 @@ def test_auto_batch_size_by_device_and_backbone_size(tiny_loaded):
     assert auto_batch_size("cpu", CPU_SMALL_BACKBONE_PARAMS) == 1  # compute-bound: no padding masks
     assert auto_batch_size("cuda", 10**9) == 64  # halved on out-of-memory
     # The tiny test GPT-2 (2 layers, width 32) is small: auto gives 8 windows per forward on this CPU.
-    assert _scorer(tiny_loaded, batch_size=0).batch_size == 8
+    assert _scorer(tiny_loaded, batch_size=None).batch_size == 8

@@ -256,9 +256,11 @@ def test_two_part_rows_end_to_end(trained):
     assert len(calls) == 5
     assert by_code["naive-16"]["model_bits"] == 16 * n and by_code["naive-32"]["n_params"] == n
     for r in rows:
-        assert list(r) == two_part.TWO_PART_SCHEMA.names
-        assert r["total_bits"] == r["model_bits"] + r["tokenizer_bits"] + r["data_bits"]
-        assert r["adjusted_compression_rate"] == pytest.approx((r["data_bits"] + r["model_bits"]) / (8 * n_bytes))
+        assert list(r) == tables.TABLES["two_part"][1].names
+    # Lossless codes carry the run's data bits; each quantized-k carries its model's re-scored bits, in order.
+    assert [by_code[c]["data_bits"] for c in ("naive-16", "naive-32", "checkpoint-zstd")] == [data_bits] * 3
+    assert [by_code[f"quantized-{k}"]["data_bits"] for k in (8, 6, 4, 3, 2)] == [
+        reference_data_bits(m, sequences) for m in calls]
     quantized = [by_code[f"quantized-{k}"] for k in (8, 6, 4, 3, 2)]
     best = min(quantized, key=lambda r: r["total_bits"])
     assert by_code["quantized-best"]["model_bits"] == pytest.approx(best["model_bits"] + math.log2(5))
@@ -360,3 +362,26 @@ def test_gguf_parameter_cost_is_the_file_size():
     assert count.params_embedding == 49152 * 576 and count.params_other == 0
     assert by_code["naive-16"]["model_bits"] == 16 * count.params_total
     assert by_code["gguf-file"]["model_bits"] < by_code["naive-16"]["model_bits"] / 2  # ~4.5-bit weights
+
+
+def test_missing_codes_and_merging_a_new_code_into_stored_rows():
+    stored = [two_part.two_part_row(TwoPartCode(c, m, 5.0, d), n_bytes=100, n_params=10)
+              for c, m, d in [("naive-16", 160.0, 300.0), ("naive-32", 320.0, 300.0), ("quantized-8", 90.0, 310.0)]]
+    present = [r["param_code"] for r in stored]
+    assert two_part.missing_codes(["naive"], present, has_gguf=False) == []
+    assert two_part.missing_codes(["naive", "gguf-file"], present, has_gguf=False) == []  # not a GGUF model
+    assert two_part.missing_codes(["gguf-file", "quantized"], present, has_gguf=True) == ["gguf-file", "quantized"]
+    assert two_part.missing_codes(["quantized-8", "quantized-4"], present, has_gguf=False) == ["quantized-4"]
+    new = [two_part.two_part_row(TwoPartCode("quantized-4", 50.0, 5.0, 340.0), n_bytes=100, n_params=10)]
+    merged = two_part.merge_rows(stored, new)
+    assert [r["param_code"] for r in merged] == ["naive-16", "naive-32", "quantized-8", "quantized-4",
+                                                 "quantized-best"]
+    # Best of the two quantized codes by total (90 + 5 + 310 = 405 vs 50 + 5 + 340 = 395), charged log2(2) = 1 bit.
+    best = merged[-1]
+    assert (best["model_bits"], best["data_bits"]) == (51.0, 340.0)
+    # Merging again with nothing new keeps the rows and re-chooses the same best (never two best rows).
+    assert two_part.merge_rows(merged, []) == merged
+    assert two_part.requested_codes(None, 10) == ["naive", "checkpoint-zstd", "gguf-file"]
+    assert two_part.requested_codes(None, 10**9) == ["naive", "gguf-file"]
+    assert two_part.requested_codes(("none",), 10) == []
+    assert two_part.requested_codes(("checkpoint", "gguf"), 10) == ["checkpoint-zstd", "gguf-file"]

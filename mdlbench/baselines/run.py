@@ -52,7 +52,7 @@ import array
 import hashlib
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import BinaryIO, Literal
@@ -69,11 +69,11 @@ from mdlbench.baselines.compressors import (
     decode_frames,
     get_compressor,
 )
+from mdlbench.codelength import bits_per_byte, bytes_to_bits
 from mdlbench.errors import InputError
-from mdlbench.tables import commit, partition_dir, partition_exists, register_table, to_arrow
+from mdlbench.tables import TABLES, commit, partition_dir, partition_exists, to_arrow
 
 TABLE = "baselines"
-PARTITION_KEY = "baseline_id"
 SEPARATOR = b"\n\n"
 Mode = Literal["concatenated", "per_document", "per_document_header_once"]
 MODES: tuple[Mode, ...] = ("concatenated", "per_document", "per_document_header_once")
@@ -86,15 +86,7 @@ TRAIN_BYTES_PER_DICT_BYTE = 100  # zstd's rule of thumb: about 100× as much tra
 MIN_TRAIN_DOCS = 8  # libzstd's trainer rejects fewer samples than about this
 MAX_TRAIN_BYTES_PER_FOLD = 16 << 20  # bounds the trainer's memory and time (samples are held in memory)
 
-_f64, _i64, _str, _bool = pa.float64(), pa.int64(), pa.string(), pa.bool_()
-SCHEMA = pa.schema([
-    ("corpus", _str), ("corpus_sha256", _str), ("compressor", _str), ("library", _str), ("library_version", _str),
-    ("mode", _str), ("n_docs", _i64), ("n_bytes", _i64), ("compressed_bytes", _i64), ("bits_per_byte", _f64),
-    ("compress_seconds", _f64), ("decompress_seconds", _f64), ("roundtrip_verified", _bool),
-    ("setting", _str), ("n_separator_bytes", _i64), ("header_bytes", _i64), ("model_bytes", _i64),
-    ("roundtrip_error", _str),
-])
-register_table(TABLE, PARTITION_KEY, SCHEMA)
+PARTITION_KEY, SCHEMA = TABLES[TABLE]
 
 DocumentsFactory = Callable[[], Iterable[bytes]]
 # on_progress(label, bytes done, total bytes or None): called after each document of a pass.
@@ -103,13 +95,6 @@ ProgressFn = Callable[[str, int, "int | None"], None]
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pure arithmetic.
-
-def bits_per_byte(compressed_bytes: int, n_bytes: int) -> float:
-    """8·compressed/n. Example: bits_per_byte(25, 100) == 2.0. Sum-then-divide: pass totals, never average rates."""
-    if n_bytes <= 0:
-        raise ValueError(f"n_bytes must be positive, got {n_bytes}")
-    return 8.0 * compressed_bytes / n_bytes
-
 
 def header_once_total(per_document_bytes: int, header_bytes: int, n_docs: int) -> int:
     """Σ|C(doc)| − h·(k−1): the container header paid once, not k times. Example: (300, 20, 4) -> 240.
@@ -412,7 +397,7 @@ def measure_compressor(spec: CompressorSpec, documents_factory: DocumentsFactory
 
     def row(mode: Mode, n_bytes: int, compressed: int, c_s: float, d_s: float, error: str, n_sep: int) -> BaselineRow:
         return BaselineRow(corpus, corpus_sha256, spec.name, spec.library, spec.library_version, mode, n_docs,
-                           n_bytes, compressed, bits_per_byte(compressed, n_bytes), c_s, d_s, not error,
+                           n_bytes, compressed, bits_per_byte(bytes_to_bits(compressed), n_bytes), c_s, d_s, not error,
                            spec.setting, n_sep, header_bytes, model_bytes, error)
 
     decode_s = sum(r.seconds for r in stream_results)
@@ -493,7 +478,20 @@ def _frame(records: list[dict[str, object]]) -> pd.DataFrame:
     return df.astype(columns)
 
 
-def iter_bytes(texts: Iterable[str]) -> Iterator[bytes]:
-    """UTF-8 of each text: the bytes the model's bits-per-byte denominator counts."""
-    for text in texts:
-        yield text.encode("utf-8")
+
+def stored(out_dir: Path | str, corpus_sha256: str, names: Sequence[str]) -> bool:
+    """Whether every mode of every named compressor is already in the table for these exact bytes."""
+    return all(partition_exists(Path(out_dir), TABLE, baseline_id(corpus_sha256, spec.name, mode, spec.library_version))
+               for spec in (get_compressor(n) for n in names) for mode in MODES)
+
+
+def best_verified(rows: pd.DataFrame | None, mode: str, corpus_sha256: str | None = None) -> pd.Series | None:
+    """The compressor row with the fewest bits/byte in ``mode`` among rows whose round trip was verified (an
+    unverified decode is never trusted), optionally on these exact bytes only; None when there is none."""
+    if rows is None or rows.empty:
+        return None
+    keep = (rows["mode"] == mode) & rows["roundtrip_verified"].fillna(False).astype(bool)
+    if corpus_sha256 is not None:
+        keep &= rows["corpus_sha256"] == corpus_sha256
+    found = rows[keep]
+    return None if found.empty else found.sort_values(["bits_per_byte", "compressor"]).iloc[0]

@@ -52,12 +52,13 @@ from typing import Any, Literal
 import numpy as np
 import pyarrow as pa
 
-from mdlbench.codelength import fsum_bits
+from mdlbench.codelength import BITS_PER_BYTE, fsum_bits
 from mdlbench.coding.container import Container, CorruptFileError, pack, sha256_hex, unpack
+from mdlbench.config import UNIFORM_BYTES, RunOptions, ScoringSettings, resolve_windowing
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError, ScoringError
-from mdlbench.scoring.models import UNIFORM_BYTES, LoadedModel
-from mdlbench.tables import register_table, to_arrow
+from mdlbench.scoring.models import LoadedModel
+from mdlbench.tables import to_arrow
 from mdlbench.windowing import Window, plan_windows
 
 FirstToken = Literal["bos", "uniform"]
@@ -68,7 +69,6 @@ CodingModel = LoadedModel | str  # a loaded model, or the string "uniform-bytes"
 CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"
 CODER_PRECISION_BITS = 24  # constriction's default for the queue (range) coder with 32-bit words
 PROB_FLOOR = 1e-300  # float64 probabilities below this (exp underflow) are raised to it: −log2 = 996.6 bits
-BITS_PER_BYTE = 8
 
 ProgressFn = Callable[[int, int], None]  # (symbols done, symbols total)
 
@@ -121,20 +121,16 @@ class Decompressed:
 def resolve_settings(loaded: LoadedModel, *, window: int | None = None, stride: int | None = None,
                      first_token: FirstToken | None = None, end: End | None = None) -> CodingSettings:
     """Defaults and checks exactly as ``mdlbench run`` (window = model context capped at 2048, stride W // 2)."""
-    from mdlbench.pipeline import RunOptions, resolve_windowing
-
     options = RunOptions(window=window, stride=stride, first_token=first_token, end=end)
-    settings, w, s = resolve_windowing(options, loaded.context_length)
-    return CodingSettings(w, s, settings.first_token, settings.end)
+    settings = resolve_windowing(options, loaded.context_length)
+    return CodingSettings(settings.window, settings.stride, settings.first_token, settings.end)
 
 
 def boundary_ids(loaded: LoadedModel, settings: CodingSettings) -> tuple[int | None, int | None]:
     """(prefix id, eos id) resolved by the scorer itself, so coding and scoring can never disagree."""
-    from mdlbench.scoring.base import ScoringSettings
     from mdlbench.scoring.hf import HFScorer
 
-    scoring = ScoringSettings(settings.window, settings.stride, settings.first_token, settings.end)
-    scorer = HFScorer(loaded, scoring, settings.window, settings.stride)
+    scorer = HFScorer(loaded, ScoringSettings(settings.window, settings.stride, settings.first_token, settings.end))
     return scorer.prefix_token_id, scorer.eos_token_id
 
 
@@ -464,18 +460,6 @@ def _check_original(meta: dict[str, Any], data: bytes, name: str) -> None:
 
 # -- verification for `mdlbench run --verify-coding` ---------------------------------------------------------
 CODING_TABLE = "coding"
-CODING_SCHEMA = pa.schema([
-    ("doc_index", pa.int64()), ("doc_id", pa.string()),
-    ("method", pa.string()),  # model | raw-bytes | uniform-bytes
-    ("n_tokens", pa.int64()),  # text tokens (BOS/EOS not counted); bytes for the raw methods
-    ("ideal_bits", pa.float64()),  # Σ −log2 p from the rows the coder used (includes EOS under end=eos)
-    ("coded_bits", pa.int64()),  # 8 × payload bytes (the container header is not included)
-    ("overhead_bits", pa.float64()),  # coded − ideal
-    ("header_bytes", pa.int64()),  # the container header, for the total file size
-    ("roundtrip_ok", pa.bool_()),  # decompress(compress(bytes)) == bytes
-    ("encode_seconds", pa.float64()), ("decode_seconds", pa.float64()),
-])
-register_table(CODING_TABLE, "run_id", CODING_SCHEMA)
 
 
 def verify_coding(loaded_model: CodingModel, docs: Sequence[Document], *, window: int,

@@ -14,21 +14,14 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from mdlbench.config import DEFAULT_CORPUS
 from mdlbench.corpora.documents import Document, StreamHasher, stream_sha256
-from mdlbench.corpora.manifest import (
-    Manifest,
-    file_sha256,
-    find_manifest,
-    load_manifest,
-    resolve_source_path,
-    verify_manifest,
-)
+from mdlbench.corpora.manifest import Manifest, find_manifest, load_manifest, resolve_source_path, verify_manifest
 from mdlbench.corpora.readers import TEXT_SUFFIXES, Errors, FieldSpec, HFSpec, read_hf, read_local, read_text_file
+from mdlbench.digests import file_sha256
 from mdlbench.errors import InputError
 
 __all__ = ["Corpus", "Document", "StreamHasher", "open_corpus", "stream_sha256"]
-
-DEFAULT_CORPUS = "sample"
 
 
 @dataclass(frozen=True)

@@ -28,11 +28,14 @@ from __future__ import annotations
 import hashlib
 import os
 import sys
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mdlbench.config import strict_from_mapping
+from mdlbench.digests import file_sha256
 from mdlbench.errors import InputError
+from mdlbench.fsio import write_text_atomic
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -70,20 +73,6 @@ class Manifest:
     sources: tuple[Source, ...]
     path: Path
     sha256: str  # of the manifest file's bytes: pins the whole corpus definition
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
-def _strict(cls: type, data: dict[str, Any], where: str) -> Any:
-    """Build a frozen dataclass, rejecting unknown keys with a suggestion."""
-    import difflib
-
-    known = {f.name for f in fields(cls)}
-    for key in data:
-        if key not in known:
-            hint = difflib.get_close_matches(key, sorted(known), n=1)
-            suggestion = f"; did you mean {hint[0]!r}?" if hint else f"; known keys: {', '.join(sorted(known))}"
-            raise InputError(f"{where}: unknown key {key!r}{suggestion}")
-    return cls(**data)
 
 
 def manifest_dirs() -> list[Path]:
@@ -112,7 +101,7 @@ def load_manifest(path: Path) -> Manifest:
     top = {k: data.pop(k, "") for k in ("name", "description", "license")}
     if data:
         raise InputError(f"{path}: unknown key {next(iter(data))!r}; known keys: name, description, license, sources")
-    parsed = tuple(_strict(Source, s, f"{path} [[sources]] #{i}") for i, s in enumerate(sources))
+    parsed = tuple(strict_from_mapping(Source, s, f"{path} [[sources]] #{i}") for i, s in enumerate(sources))
     for i, s in enumerate(parsed):
         if (s.path is None) == (s.hf is None):
             raise InputError(f"{path}: source #{i} needs exactly one of 'path' or 'hf'")
@@ -129,16 +118,6 @@ def resolve_source_path(manifest_path: Path, source_path: str) -> Path:
         return pkg_root / source_path.removeprefix(PACKAGE_PREFIX)
     p = Path(source_path)
     return p if p.is_absolute() else manifest_path.parent / p
-
-
-def file_sha256(path: Path) -> tuple[str, int]:
-    h = hashlib.sha256()
-    n_bytes = 0
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-            n_bytes += len(chunk)
-    return h.hexdigest(), n_bytes
 
 
 def verify_manifest(manifest: Manifest) -> None:
@@ -172,9 +151,7 @@ def write_manifest(path: Path, name: str, description: str, license_: str, sourc
         lines.append("[[sources]]")
         lines += [f"{k} = {_toml_value(v)}" for k, v in s.items() if v is not None]
         lines.append("")
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("\n".join(lines), encoding="utf-8")
-    os.replace(tmp, path)
+    write_text_atomic(path, "\n".join(lines))
 
 
 def create_manifest(target: str, name: str, out_dir: Path, *, description: str = "", license_: str = "",

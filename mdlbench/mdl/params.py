@@ -13,9 +13,12 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+from mdlbench.config import context_length_of
+
+if TYPE_CHECKING:
+    import torch
 
 COMPONENTS = ("embedding", "attention", "ffn", "norm", "lm_head", "other")
 
@@ -152,8 +155,7 @@ def architecture(config: Any) -> dict[str, Any]:
         d_ff = 4 * d_model
     n_heads = _first_attr(config, ("num_attention_heads", "n_head", "num_heads", "n_heads"))
     vocab_size = _first_attr(config, ("vocab_size",))
-    context_length = _first_attr(config, ("max_position_embeddings", "n_positions", "n_ctx", "max_sequence_length",
-                                          "seq_length"))
+    context_length = context_length_of(config)
     return {
         "n_layers": n_layers, "d_model": d_model, "d_ff": d_ff, "n_heads": n_heads, "vocab_size": vocab_size,
         "context_length": context_length,

@@ -16,17 +16,11 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import pyarrow as pa
-
-from mdlbench.tables import register_table
+from mdlbench.codelength import BITS_PER_BYTE
 
 if TYPE_CHECKING:
     import torch
 
-# A raw byte costs 8 bits: the "uniform" baseline that every code is compared against.
-UNIFORM_BITS_PER_BYTE = 8.0
-# Delétang et al. (2024) charge every parameter 2 bytes (float16) in their adjusted compression rate.
-DEEPMIND_BITS_PER_PARAM = 16
 
 EXPLANATION = (
     "How to read the two-part numbers. A language model compresses text: data_bits is how many bits the "
@@ -44,30 +38,6 @@ EXPLANATION = (
     "A parameter costing b bits pays off only once it saves more than b bits."
 )
 
-TWO_PART_SCHEMA = pa.schema([
-    ("param_code", pa.string()),  # naive-16, naive-32, checkpoint-zstd, gguf-file, quantized-4, quantized-best...
-    ("model_bits", pa.float64()),  # L(model): the parameters under this code
-    ("tokenizer_bits", pa.float64()),  # L(tokenizer); 0 for gguf-file when the GGUF already holds the vocab
-    ("data_bits", pa.float64()),  # L(data | model), re-scored under the quantized model for quantized-k
-    ("total_bits", pa.float64()),  # model_bits + tokenizer_bits + data_bits
-    ("n_bytes", pa.int64()),
-    ("data_bits_per_byte", pa.float64()),
-    ("total_bits_per_byte", pa.float64()),
-    ("adjusted_compression_rate", pa.float64()),  # DeepMind's, a fraction: (data_bits + model_bits) / (8 n_bytes)
-    ("n_params", pa.int64()),  # unique parameter elements
-    ("break_even_bytes_vs_uniform", pa.float64()),  # null when the model does not beat 8 bits/byte
-    ("detail", pa.string()),  # codec, level, versions, dtypes: how model_bits was obtained
-])
-TWO_PART_VS_BASELINE_SCHEMA = pa.schema([
-    ("param_code", pa.string()),
-    ("baseline", pa.string()),  # a compressor name with its level, e.g. "gzip-9", or "uniform-bytes"
-    ("baseline_mode", pa.string()),  # "per_document" or "concatenated", as in the baselines table
-    ("baseline_bits_per_byte", pa.float64()),
-    ("break_even_bytes", pa.float64()),  # null when the model is not better than the baseline per byte
-    ("bits_saved_per_param", pa.float64()),  # (baseline bits - data bits) / n_params; negative if worse
-])
-register_table("two_part", "run_id", TWO_PART_SCHEMA)
-register_table("two_part_vs_baseline", "run_id", TWO_PART_VS_BASELINE_SCHEMA)
 
 
 # -------------------------------------------------------------------------------------------- pure arithmetic
@@ -86,7 +56,7 @@ def adjusted_compression_rate(data_bits: float, model_bits: float, n_bytes: int)
     """
     if n_bytes <= 0:
         raise ValueError(f"n_bytes must be positive, got {n_bytes}")
-    return (data_bits + model_bits) / (UNIFORM_BITS_PER_BYTE * n_bytes)
+    return (data_bits + model_bits) / (BITS_PER_BYTE * n_bytes)
 
 
 def break_even_bytes(fixed_bits: float, model_bits_per_byte: float, baseline_bits_per_byte: float) -> float | None:
@@ -167,7 +137,7 @@ def two_part_row(code: TwoPartCode, *, n_bytes: int, n_params: int) -> dict[str,
         "adjusted_compression_rate": adjusted_compression_rate(code.data_bits, code.model_bits, n_bytes),
         "n_params": n_params,
         "break_even_bytes_vs_uniform": break_even_bytes(code.model_bits + code.tokenizer_bits, data_bpb,
-                                                        UNIFORM_BITS_PER_BYTE),
+                                                        BITS_PER_BYTE),
         "detail": code.detail,
     }
 
@@ -207,8 +177,23 @@ def vs_baseline_rows(two_part_rows: Sequence[Mapping[str, Any]], baselines: Sequ
 # ------------------------------------------------------------------------------------------ the pipeline entry
 
 # Code families accepted by ``two_part_rows``; "naive-<b>" and "quantized-<k>" select a single width.
-DEFAULT_CODES = ("naive", "checkpoint-zstd", "gguf-file")
 CODE_FAMILIES = ("naive", "checkpoint-zstd", "gguf-file", "quantized")
+CODE_ALIASES = {"checkpoint": "checkpoint-zstd", "gguf": "gguf-file"}
+QUANTIZED_WIDTHS = (8, 6, 4, 3, 2)
+# What `mdlbench run` computes unless told otherwise. checkpoint-zstd compresses every weight byte at zstd-19,
+# which is slow on float weights (benchmarks/results/), so it is a default only for models up to this size.
+DEFAULT_CODES = ("naive", "checkpoint-zstd", "gguf-file")
+CHECKPOINT_DEFAULT_MAX_PARAMS = 16_000_000
+
+
+def requested_codes(requested: Sequence[str] | None, n_params: int) -> list[str]:
+    """The parameter codes a run computes: None -> the defaults for a model of ``n_params``; ("none",) -> none;
+    else the names with aliases resolved. Example: requested_codes(None, 10**9) == ["naive", "gguf-file"]."""
+    if requested is None:
+        return [c for c in DEFAULT_CODES if c != "checkpoint-zstd" or n_params <= CHECKPOINT_DEFAULT_MAX_PARAMS]
+    if list(requested) == ["none"]:
+        return []
+    return [CODE_ALIASES.get(c, c) for c in requested]
 
 
 def expand_codes(codes: Sequence[str], *, storage_dtype_bits: int, quantized_bits: Sequence[int],
@@ -244,7 +229,7 @@ def two_part_rows(model: torch.nn.Module, tokenizer: Any, *, data_bits: float, n
                   rescore: Callable[[torch.nn.Module], float] | None = None,
                   gguf_path: Path | None = None, storage_dtype_bits: int | None = None,
                   tokenizer_files: Sequence[Path] | None = None,
-                  quantized_bits: Sequence[int] = (8, 6, 4, 3, 2), group_size: int | None = None,
+                  quantized_bits: Sequence[int] = QUANTIZED_WIDTHS, group_size: int | None = None,
                   zstd_level: int = 19) -> list[dict[str, Any]]:
     """Rows of the ``two_part`` table for one run.
 
@@ -263,13 +248,11 @@ def two_part_rows(model: torch.nn.Module, tokenizer: Any, *, data_bits: float, n
         gguf_path: the GGUF file the model was loaded from.
         storage_dtype_bits: bits per parameter of the checkpoint as stored (16 for a bf16 checkpoint scored
             in float32); default: the in-memory dtype.
-        quantized_bits, group_size, zstd_level: quantizer widths, columns per scale (None: whole row), codec.
-            zstd-19 is slow on large float checkpoints (measured: about 0.4-1 MB/s on 2 busy cores for
-            SmolLM2-135M dequantized to float32, 538 MB, versus about 10 MB/s at level 9 for a 15% larger
-            result); the level is recorded in each row's ``detail``.
+        quantized_bits, group_size, zstd_level: quantizer widths, columns per scale (None: whole row), codec
+            (the level is recorded in each row's ``detail``).
 
     Returns:
-        One dict per code, columns in ``TWO_PART_SCHEMA`` order, ready for ``tables.to_arrow("two_part", ...)``.
+        One dict per code, columns in the ``two_part`` schema's order, ready for ``tables.to_arrow("two_part", ...)``.
     """
     from mdlbench.mdl import params, weights_code  # torch-side; imported here so the tables load without torch
 
@@ -311,3 +294,42 @@ def two_part_rows(model: torch.nn.Module, tokenizer: Any, *, data_bits: float, n
     if len(quantized) > 1:
         results.append(best_of(quantized))
     return [two_part_row(code, n_bytes=n_bytes, n_params=n_params) for code in results]
+
+
+def missing_codes(requested: Sequence[str], present: Sequence[str], *, has_gguf: bool) -> list[str]:
+    """The entries of ``requested`` (families or single codes) that ``present`` param codes do not cover.
+
+    "naive" is covered by naive-16 and naive-32, "quantized" by every width in QUANTIZED_WIDTHS, "gguf-file"
+    always for a model that was not loaded from a GGUF file (it has no such code). Example:
+    missing_codes(["naive", "quantized-4"], ["naive-16", "naive-32"], has_gguf=False) == ["quantized-4"].
+    """
+    have = set(present)
+    needs = {"naive": {"naive-16", "naive-32"}, "quantized": {f"quantized-{k}" for k in QUANTIZED_WIDTHS},
+             "gguf-file": {"gguf-file"} if has_gguf else set()}
+    return [code for code in requested if not needs.get(code, {code}) <= have]
+
+
+def _order(param_code: str) -> tuple[int, int]:
+    """Table order: naive widths ascending, checkpoint, gguf, quantized widths descending, then the best choice."""
+    if param_code == "quantized-best":
+        return 4, 0
+    family, _, width = param_code.partition("-")
+    if family == "naive" and width.isdigit():
+        return 0, int(width)
+    if family == "quantized" and width.isdigit():
+        return 3, -int(width)
+    return (1 if param_code == "checkpoint-zstd" else 2), 0
+
+
+def merge_rows(stored: Sequence[Mapping[str, Any]], new: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
+    """``two_part`` rows of a run after adding ``new`` codes to ``stored`` ones (a new row replaces a stored one of
+    the same code); ``quantized-best`` is chosen again over every quantized code, charged log2 of their number."""
+    by_code = {str(r["param_code"]): dict(r) for r in [*stored, *new] if r["param_code"] != "quantized-best"}
+    rows = sorted(by_code.values(), key=lambda r: _order(str(r["param_code"])))
+    quantized = [r for r in rows if str(r["param_code"]).startswith("quantized-")]
+    if len(quantized) > 1:
+        codes = [TwoPartCode(str(r["param_code"]), float(r["model_bits"]), float(r["tokenizer_bits"]),
+                             float(r["data_bits"]), str(r["detail"])) for r in quantized]
+        rows.append(two_part_row(best_of(codes), n_bytes=int(quantized[0]["n_bytes"]),
+                                 n_params=int(quantized[0]["n_params"])))
+    return rows

@@ -29,10 +29,10 @@ import safetensors.torch
 import torch
 import zstandard
 
+from mdlbench.codelength import bytes_to_bits
 from mdlbench.mdl.params import unique_named_parameters
 
 ZSTD_LEVEL = 19
-QUANTIZED_BITS = (8, 6, 4, 3, 2)
 # Only these float dtypes are narrowed; integer and already-16-bit tensors are serialized as they are.
 _NARROWABLE = (torch.float32, torch.float64)
 _PACK_CHUNK_ELEMENTS = 1 << 22  # a multiple of 8, so every chunk of k-bit integers ends on a byte boundary
@@ -115,7 +115,7 @@ def checkpoint_code(model: torch.nn.Module, *, zstd_level: int = ZSTD_LEVEL,
     detail = (f"safetensors {safetensors.__version__} incl. JSON header ({len(raw)} bytes raw); "
               f"{zstd_codec_name(zstd_level)}; dtypes {_dtype_summary(list(state.values()))}"
               f"{'; exact bf16/fp16 narrowing' if lossless_narrowing else ''}")
-    return WeightCode("checkpoint-zstd", 8.0 * n_bytes, detail)
+    return WeightCode("checkpoint-zstd", float(bytes_to_bits(n_bytes)), detail)
 
 
 def gguf_file_code(gguf_path: Path) -> WeightCode:
@@ -123,7 +123,8 @@ def gguf_file_code(gguf_path: Path) -> WeightCode:
     gguf_path = Path(gguf_path)
     if not gguf_path.is_file():
         raise FileNotFoundError(f"GGUF file {str(gguf_path)!r} does not exist")
-    return WeightCode("gguf-file", 8.0 * gguf_path.stat().st_size, f"GGUF file {gguf_path.name} as shipped")
+    return WeightCode("gguf-file", float(bytes_to_bits(gguf_path.stat().st_size)),
+                      f"GGUF file {gguf_path.name} as shipped")
 
 
 def gguf_embeds_tokenizer(gguf_path: Path) -> bool:
@@ -254,7 +255,7 @@ def quantize_model(model: torch.nn.Module, bits: int, *, group_size: int | None 
               f"{'whole row' if group_size is None else group_size}, fp16 scale+offset; "
               f"{n_quantized} quantized + {n_exact} exact params; packed {packed_bytes} B + side {side_bytes} B; "
               f"{zstd_codec_name(zstd_level)}")
-    code = WeightCode(f"quantized-{bits}", 8.0 * (packed_bytes + side_bytes), detail)
+    code = WeightCode(f"quantized-{bits}", float(bytes_to_bits(packed_bytes + side_bytes)), detail)
     return QuantizedModel(code, dequantized_model, packed_bytes, side_bytes)
 
 
@@ -295,4 +296,4 @@ def tokenizer_code(tokenizer: Any, *, files: Sequence[Path] | None = None,
     names = ", ".join(sorted(p.name for p in paths))
     n_bytes = zstd_size_bytes(raw, zstd_level)
     detail = f"{source}: {names} ({len(raw)} bytes raw); {zstd_codec_name(zstd_level)}"
-    return WeightCode("tokenizer", 8.0 * n_bytes, detail)
+    return WeightCode("tokenizer", float(bytes_to_bits(n_bytes)), detail)

@@ -40,6 +40,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from mdlbench.codelength import nats_to_bits
+from mdlbench.config import context_length_of
 from mdlbench.errors import InputError, ScoringError
 from mdlbench.prequential.schedule import (
     DEFAULT_BLOCK_FRACTIONS,
@@ -55,16 +57,14 @@ Estimator = Literal["blockwise", "online"]
 Mode = Literal["restart", "continue"]
 TrainOn = Literal["prefix", "block"]
 Coder = Literal["uniform", "model"]
-Progress = Callable[[str], None]
+Log = Callable[[str], None]  # one line of progress per block or batch
 ModelFactory = Callable[[int], torch.nn.Module]
 
-LN2 = math.log(2.0)
 IGNORE = -100  # label of positions that are not scored (padding, or context from before the range)
 _LOGSOFTMAX_ROWS = 512  # rows of logits upcast at a time: bounds memory at 512 x |V| floats
 
-# A small GPT-2 for CPU: about 0.1M parameters over the 257-symbol byte alphabet (prequential/vocab.py), so a seed
-# on the 290 KB sample takes about a minute on 2 cores. Dropout is off: the model that codes must be a
-# deterministic function of the transmitted tokens and the seed.
+# A small GPT-2 for CPU over the 257-symbol byte alphabet (prequential/vocab.py). Dropout is off: the model that
+# codes must be a deterministic function of the transmitted tokens and the seed.
 DEFAULT_ARCH: dict[str, Any] = {
     "model_type": "gpt2", "n_layer": 2, "n_embd": 64, "n_head": 4,
     "resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0,
@@ -84,9 +84,8 @@ class PrequentialConfig:
     block_fractions: tuple[float, ...] = DEFAULT_BLOCK_FRACTIONS  # cumulative block ends, fractions of n_tokens
     min_block_tokens: int = 64  # blocks shorter than this merge into the next one (schedule.block_boundaries)
     first_block_coder: Coder = "uniform"  # block 1 / batch 1: uniform log2|V| per token, or the initial model
-    # Defaults below were picked for DEFAULT_ARCH on bytes on Python stdlib source (json/, email/: 278 KB), never
-    # on a corpus they code; the sample's stdlib files are others. Blockwise restart, one seed there: lr 3e-3,
-    # context 64, batch 8, 6 epochs gave 3.10 bits/byte in 59 s; context 128 3.34 (50 s); 1 epoch 4.27; lr 1e-2 3.77.
+    # Defaults below were chosen for DEFAULT_ARCH on bytes on Python stdlib source, never on a corpus they code
+    # (the README gives the corpus, the candidates and their results).
     context_tokens: int = 64  # C: tokens per training/coding sequence (the model reads 1 start symbol + C-1)
     batch_sequences: int = 8  # sequences per optimizer step and per coding forward pass
     learning_rate: float = 3e-3  # AdamW, constant: no schedule to tune on data not yet sent
@@ -237,7 +236,7 @@ def resolve_arch(arch: Mapping[str, Any] | None, *, vocab_size: int, context_tok
     for key in ("bos_token_id", "eos_token_id"):
         resolved.setdefault(key, start_id)
     config = _hf_config(resolved)
-    positions = _max_positions(config)
+    positions = context_length_of(config)
     if positions is not None and positions < context_tokens:
         raise InputError(f"--arch: the model has {positions} positions but context_tokens is {context_tokens}")
     return resolved
@@ -254,14 +253,6 @@ def _hf_config(arch: Mapping[str, Any]) -> Any:
         return AutoConfig.for_model(model_type, **values)
     except (ValueError, KeyError, TypeError) as exc:
         raise InputError(f"--arch: transformers cannot build a {model_type!r} config from it ({exc})") from exc
-
-
-def _max_positions(config: Any) -> int | None:
-    for attr in ("max_position_embeddings", "n_positions", "n_ctx"):
-        value = getattr(config, attr, None)
-        if isinstance(value, int) and value > 0:
-            return value
-    return None
 
 
 def model_factory(arch: Mapping[str, Any] | None = None, *, init_checkpoint: str | None = None) -> ModelFactory:
@@ -351,7 +342,7 @@ def code_tokens_bits(model: torch.nn.Module, stream: TokenStream, token_start: i
             logits = model(input_ids=inputs).logits  # (B, L, V)
             scored = labels != IGNORE  # (B, L); row-major order = stream order
             nats = _nll_nats(logits[scored].float(), labels[scored])
-            out[pos:pos + n_scored] = nats.numpy() / LN2
+            out[pos:pos + n_scored] = nats_to_bits(nats.numpy())
             pos += n_scored
     assert pos == len(out), "every token in the range is coded exactly once"
     return out
@@ -451,12 +442,12 @@ class PrequentialEstimate:
         return self.prequential_bits - self.final_model_data_bits
 
 
-def _report(progress: Progress | None, seed: int, estimator: str, block: BlockCode, n_blocks: int,
+def _report(log: Log | None, seed: int, estimator: str, block: BlockCode, n_blocks: int,
             total_bits: float) -> None:
-    if progress is None:
+    if log is None:
         return
     n = block.token_end - block.token_start
-    progress(f"[prequential {estimator} seed {seed}] block {block.block_index + 1}/{n_blocks} tokens "
+    log(f"[prequential {estimator} seed {seed}] block {block.block_index + 1}/{n_blocks} tokens "
              f"[{block.token_start}, {block.token_end}) coder={block.coder} trained {block.train_tokens} "
              f"token-steps in {block.train_seconds:.1f}s: {block.code_length_bits:.1f} bits "
              f"({block.code_length_bits / max(n, 1):.3f} bits/token); L_preq so far {total_bits:.1f} bits")
@@ -466,13 +457,13 @@ def _check_model(model: torch.nn.Module, stream: TokenStream, context_tokens: in
     if _output_vocab(model) < stream.vocab_size:
         raise InputError(f"the model's output vocabulary ({_output_vocab(model)}) is smaller than the "
                          f"tokenizer's ({stream.vocab_size})")
-    positions = _max_positions(model.config) if hasattr(model, "config") else None
+    positions = context_length_of(model.config) if hasattr(model, "config") else None
     if positions is not None and positions < context_tokens:
         raise InputError(f"the model has {positions} positions but context_tokens is {context_tokens}")
 
 
 def run_blockwise(stream: TokenStream, config: PrequentialConfig, seed: int, build_model: ModelFactory, *,
-                  boundaries: Sequence[int] | None = None, progress: Progress | None = None) -> PrequentialEstimate:
+                  boundaries: Sequence[int] | None = None, log: Log | None = None) -> PrequentialEstimate:
     """Blockwise prequential code of ``stream`` (block ends from ``config`` unless ``boundaries`` are given).
 
     Block 1 costs ``t_1 * log2|V|`` (or is coded by the seeded initial model with first_block_coder="model");
@@ -522,7 +513,7 @@ def run_blockwise(stream: TokenStream, config: PrequentialConfig, seed: int, bui
                 bits = math.fsum(code_tokens_bits(model, stream, a, b, **code_kw).tolist())
                 block = BlockCode(i, a, b, stream.bytes_in(a, b), "model", bits, tokens, seconds)
             blocks.append(block)
-            _report(progress, seed, "blockwise", block, len(bounds) - 1,
+            _report(log, seed, "blockwise", block, len(bounds) - 1,
                     prequential_code_length_bits([x.code_length_bits for x in blocks]))
         final_bits = 0.0
         if n > 0:
@@ -533,7 +524,7 @@ def run_blockwise(stream: TokenStream, config: PrequentialConfig, seed: int, bui
 
 
 def run_online(stream: TokenStream, config: PrequentialConfig, seed: int, build_model: ModelFactory, *,
-               progress: Progress | None = None) -> PrequentialEstimate:
+               log: Log | None = None) -> PrequentialEstimate:
     """One pass: batch b (``batch_sequences`` grid sequences) is coded by θ_{b-1}, then θ_b = one AdamW step on it.
 
     L_preq = Σ_b L(batch b | θ_{b-1}), with θ_0 the seeded init (batch 1 is uniform with first_block_coder=
@@ -563,7 +554,7 @@ def run_online(stream: TokenStream, config: PrequentialConfig, seed: int, build_
             last_tokens = train_on_range(model, optimizer, stream, a, b, config=config,
                                          rng=np.random.default_rng((seed, i + 1)), epochs=1, min_steps=1)
             last_seconds = time.perf_counter() - t0
-            _report(progress, seed, "online", block, len(bounds) - 1,
+            _report(log, seed, "online", block, len(bounds) - 1,
                     prequential_code_length_bits([x.code_length_bits for x in blocks]))
         final_bits = math.fsum(code_tokens_bits(model, stream, 0, n, **code_kw).tolist()) if n else 0.0
     return PrequentialEstimate("online", "continue", seed, stream.vocab_size, n, stream.n_bytes, tuple(blocks),
@@ -574,8 +565,8 @@ ESTIMATORS: Mapping[str, Callable[..., PrequentialEstimate]] = {"blockwise": run
 
 
 def estimate(stream: TokenStream, config: PrequentialConfig, seed: int, build_model: ModelFactory, *,
-             progress: Progress | None = None) -> PrequentialEstimate:
+             log: Log | None = None) -> PrequentialEstimate:
     """Run the configured estimator for one seed."""
     if seed < 0:
         raise InputError(f"seed {seed}: must be >= 0")
-    return ESTIMATORS[config.estimator](stream, config, seed, build_model, progress=progress)
+    return ESTIMATORS[config.estimator](stream, config, seed, build_model, log=log)

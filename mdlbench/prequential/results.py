@@ -22,7 +22,7 @@ import zstandard
 from mdlbench import SCORING_CODE_VERSION
 from mdlbench.codelength import bits_per_byte
 from mdlbench.prequential.estimators import PrequentialEstimate
-from mdlbench.tables import register_table, to_arrow
+from mdlbench.tables import to_arrow
 
 # Bumped whenever a change here or in estimators.py could change a prequential number; part of the run id.
 PREQUENTIAL_CODE_VERSION = "2"  # 2: byte alphabet and retuned defaults; checkpoint cost columns
@@ -31,29 +31,6 @@ ZSTD_LEVEL = 19  # pinned: program_bits must not depend on a library default
 BLOCKS_TABLE = "prequential_blocks"
 SUMMARY_TABLE = "prequential"
 
-_f64, _i64, _str = pa.float64(), pa.int64(), pa.string()
-
-BLOCKS_SCHEMA = pa.schema([
-    ("estimator", _str), ("seed", _i64), ("block_index", _i64), ("token_start", _i64), ("token_end", _i64),
-    ("n_bytes", _i64), ("coder", _str), ("code_length_bits", _f64), ("train_tokens", _i64),
-    ("train_seconds", _f64),
-])
-SUMMARY_SCHEMA = pa.schema([
-    ("estimator", _str), ("mode", _str), ("seed", _i64), ("corpus", _str), ("n_documents", _i64),
-    ("n_tokens", _i64), ("n_bytes", _i64), ("vocab_size", _i64),
-    ("prequential_bits", _f64), ("bits_per_byte", _f64), ("uniform_bits", _f64),
-    ("final_model_data_bits", _f64), ("model_information_bits", _f64), ("program_bits", _i64),
-    # "" when the model starts from its seeded init; else "checkpoint:<path> sha256:<hex>": the code length is
-    # then conditional on that checkpoint, whose bits are not charged in prequential_bits...
-    ("conditional_on", _str),
-    # ...but shown beside it (null without a checkpoint): its two-part parameter cost under checkpoint_param_code
-    # (cli.checkpoint_param_cost), so prequential_bits + checkpoint_param_bits is an unconditional code length.
-    ("checkpoint_param_code", _str), ("checkpoint_param_bits", _f64), ("checkpoint_n_params", _i64),
-    ("wall_seconds", _f64), ("config_json", _str),
-])
-
-register_table(BLOCKS_TABLE, "run_id", BLOCKS_SCHEMA)
-register_table(SUMMARY_TABLE, "run_id", SUMMARY_SCHEMA)
 
 
 def canonical_json(value: Any) -> str:

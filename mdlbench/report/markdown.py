@@ -9,12 +9,12 @@ from pathlib import Path
 import pandas as pd
 
 from mdlbench.codelength import bits_per_byte, fsum_bits
+from mdlbench.config import UNIFORM_BYTES
 from mdlbench.errors import InputError
 from mdlbench.report import figures
 from mdlbench.report.data import (
     MATCHED_MODE,
     OPTIONAL_TABLES,
-    UNIFORM_BYTES,
     Comparison,
     LeaderRow,
     PrequentialRow,

@@ -1,29 +1,14 @@
-"""What every scorer shares: settings, per-document results, and the scorer protocol."""
+"""What every scorer shares: per-document results and the scorer protocol (settings live in config.py)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
 from mdlbench.corpora import Document
-
-FirstToken = Literal["bos", "uniform"]
-End = Literal["eos", "none"]
-
-
-@dataclass(frozen=True, slots=True)
-class ScoringSettings:
-    """How a document becomes a code. Every field changes numbers (except batch_size, which must not)."""
-
-    window: int | None = None  # tokens per forward pass; None = the model's context (capped, see models.py)
-    stride: int | None = None  # new tokens scored per window after the first; None = window // 2
-    first_token: FirstToken = "bos"
-    end: End = "eos"
-    batch_size: int = 8
-    per_token: bool = False
 
 
 @dataclass(slots=True)
@@ -54,8 +39,12 @@ class DocumentCode:
 
 
 class Scorer(Protocol):
+    """A code for documents. ``HFScorer`` (a language model) and ``UniformBytesScorer`` implement it."""
+
     name: str
     vocab_size: int
+    # Called after every forward batch with the number of predictions it coded (live tokens/s); None: nobody asked.
+    on_progress: Callable[[int], None] | None
 
     def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[Any]:
         """CPU-side preparation of a chunk (tokenization, window plans); may run in a background thread."""

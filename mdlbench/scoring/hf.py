@@ -22,19 +22,20 @@ from typing import Any
 import numpy as np
 import torch
 
-from mdlbench.codelength import LN2, fsum_bits, uniform_bits
+from mdlbench.codelength import fsum_bits, nats_to_bits, uniform_bits
+from mdlbench.config import ScoringSettings
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError, ScoringError
-from mdlbench.scoring.base import DocumentCode, ScoringSettings, TokenCodes
+from mdlbench.mdl.params import count_parameters
+from mdlbench.scoring.base import DocumentCode, TokenCodes
 from mdlbench.scoring.models import LoadedModel
-from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
+from mdlbench.scoring.tokens import encode, is_byte_level, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
 
 AUTO_BATCH_ACCELERATOR = 64
-# CPU auto batch: models whose attention + FFN parameters are below CPU_SMALL_BACKBONE_PARAMS are overhead-bound
-# there, and 8 windows per forward pay (tiny GPT-2, 0.4M: 5,745-5,942 vs 4,324-4,577 tokens/s at 1); larger models
-# are compute-bound and batching gains nothing (SmolLM2-135M, 106M: 426 tokens/s at 1, 421 at 8, with 1.1 GB vs
-# 1.3 GB peak RSS). benchmarks/bench_throughput.py measures both (benchmarks/results/throughput-cpu.json).
+# CPU auto batch: a small backbone (attention + FFN parameters below CPU_SMALL_BACKBONE_PARAMS) is overhead-bound on
+# a CPU and gains from batching windows; a large one is compute-bound there and gains nothing, while padding costs
+# memory. benchmarks/bench_throughput.py measures both (results and figures in benchmarks/results/ and the README).
 AUTO_BATCH_CPU_SMALL = 8
 CPU_SMALL_BACKBONE_PARAMS = 10_000_000
 SLICE_ELEMENTS = 1 << 23  # logits per head slice: 32 MiB in fp32, whatever the batch or vocabulary
@@ -70,20 +71,20 @@ def auto_batch_size(device_type: str, backbone_params: int) -> int:
 
 
 def _backbone_params(model: Any) -> int:
-    from mdlbench.mdl.params import count_parameters
-
     counts = count_parameters(model)
     return counts.params_attention + counts.params_ffn
 
 
 class HFScorer:
-    def __init__(self, loaded: LoadedModel, settings: ScoringSettings, window: int, stride: int) -> None:
+    """Implements ``scoring.base.Scorer`` for a loaded transformers causal LM."""
+
+    def __init__(self, loaded: LoadedModel, settings: ScoringSettings) -> None:
         self.loaded = loaded
         self.model = loaded.model
         self.tokenizer = loaded.tokenizer
         self.settings = settings
-        self.window = window
-        self.stride = stride
+        self.window = settings.window
+        self.stride = settings.stride
         self.name = loaded.name
         self.vocab_size = loaded.vocab_size
         self.device = torch.device(loaded.device)
@@ -102,11 +103,12 @@ class HFScorer:
             if self.eos_token_id is None:
                 raise InputError(f"model {loaded.spec!r}: the tokenizer has no EOS token; use --end none")
         self.pad_token_id = 0
-        # batch_size 0 = auto (auto_batch_size); an accelerator halves on out-of-memory (_scored_bits_fitting).
+        # batch_size None = auto (auto_batch_size); an accelerator halves on out-of-memory (_scored_bits_fitting).
         self.batch_size = settings.batch_size or auto_batch_size(self.device.type, _backbone_params(self.model))
         self._use_sliced_head = not any(getattr(self.model.config, a, None) not in (None, 1, 1.0)
                                         for a in HEAD_TRANSFORM_ATTRS)
         self._head_checked = False
+        self._byte_level = is_byte_level(self.tokenizer)
         # Called after every forward batch with the number of predictions it scored (live tokens/s on stderr).
         self.on_progress: Callable[[int], None] | None = None
 
@@ -119,7 +121,7 @@ class HFScorer:
         suffix = [self.eos_token_id] if self.eos_token_id is not None else []
         stream = prefix + ids + suffix
         windows = plan_windows(len(stream) - 1, self.window, self.stride)
-        spans = token_byte_spans(self.tokenizer, ids, doc.text) if self.settings.per_token else None
+        spans = token_byte_spans(self.tokenizer, ids, doc.text, self._byte_level) if self.settings.per_token else None
         return _Prepared(doc_index, doc, ids, stream, windows, ok, spans, [None] * len(windows))
 
     # -- the model ------------------------------------------------------------------------------------------
@@ -140,7 +142,7 @@ class HFScorer:
             targets.extend(p.stream[win.score_start + 1: win.input_end + 1])
         input_ids = input_ids.to(self.device)
         # No padding in this batch (one window, or windows of equal length): pass no mask, so attention can take
-        # its causal fast path (measured 1.4x faster on CPU for SmolLM2). Same numbers either way (tested).
+        # its causal fast path. Same numbers either way (tested).
         attention = None if min(lengths) == width else attention.to(self.device)
         row_t = torch.tensor(rows, device=self.device)
         col_t = torch.tensor(cols, device=self.device)
@@ -163,9 +165,8 @@ class HFScorer:
                 e = min(s + step, len(targets))
                 # (p, V) logits upcast to fp32. The normalizer: exponentials and their sum in fp32 after
                 # subtracting the max (a sum of V ones is exact in fp32, so a uniform model costs exactly log2|V|),
-                # log and differences in float64. Error vs an all-float64 log-softmax: <= 3e-7 nats per token; a
-                # plain fp32 log_softmax (lm-eval's default) is off by up to 5e-6 nats per token with a bias
-                # (measured on SmolLM2), a float64 one is 3x slower here.
+                # log and differences in float64: a plain fp32 log_softmax is biased over large vocabularies, an
+                # all-float64 one is slower (README, Throughput).
                 raw = head(selected[s:e]) if head is not None else selected[s:e]
                 logits = raw if raw.dtype == torch.float64 else raw.float()  # a float64 model stays float64
                 peak = logits.amax(dim=-1, keepdim=True)
@@ -179,7 +180,7 @@ class HFScorer:
                         f"model {self.loaded.spec!r} produced non-finite logits on document {p.doc.doc_id!r} "
                         f"(window over stream tokens {win.input_start}..{win.input_end}); nothing was written — "
                         "check the weights and --dtype (float16 overflows on some models; try float32)")
-                bits[s:e] = (nats / LN2).cpu()
+                bits[s:e] = nats_to_bits(nats).cpu()
         out, offset = [], 0
         for p, w in batch:
             n = p.windows[w].n_scored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from functools import lru_cache
 from typing import Any
 
@@ -37,37 +38,66 @@ def _byte_level_decoder() -> dict[str, int]:
     return table
 
 
-def _piece_bytes(piece: str, decoder: dict[str, int]) -> bytes | None:
-    """Bytes of one token string, for byte-level BPE ("Ġworld") or SentencePiece ("▁world", "<0xE4>")."""
+def is_byte_level(tokenizer: Any) -> bool:
+    """Whether the tokenizer's pieces are byte-level BPE strings (GPT-2's "Ġworld"), as opposed to SentencePiece-style
+    pieces ("▁world", "<0xE4>"): read from the serialized pipeline (a ByteLevel pre-tokenizer or decoder)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return False
+    pipeline = json.loads(backend.to_str())
+
+    def has_byte_level(node: Any) -> bool:
+        if isinstance(node, dict):
+            return node.get("type") == "ByteLevel" or any(has_byte_level(v) for v in node.values())
+        if isinstance(node, list):
+            return any(has_byte_level(v) for v in node)
+        return False
+
+    return has_byte_level(pipeline.get("pre_tokenizer")) or has_byte_level(pipeline.get("decoder"))
+
+
+def _piece_bytes(piece: str, byte_level: bool) -> bytes | None:
+    """Bytes of one token string: byte-level BPE ("Ġworld") or SentencePiece ("▁world", byte fallback "<0xE4>")."""
+    if byte_level:
+        decoder = _byte_level_decoder()
+        try:
+            return bytes(decoder[c] for c in piece)
+        except KeyError:
+            return None
     if len(piece) == 6 and piece.startswith("<0x") and piece.endswith(">"):
         try:
             return bytes([int(piece[3:5], 16)])
         except ValueError:
             return None
-    try:
-        return bytes(decoder[c] for c in piece)
-    except KeyError:
-        pass
     return piece.replace("\u2581", " ").encode("utf-8")
 
 
-def token_byte_spans(tokenizer: Any, ids: list[int], text: str) -> list[tuple[int, int]] | None:
+def token_byte_spans(tokenizer: Any, ids: list[int], text: str,
+                     byte_level: bool | None = None) -> list[tuple[int, int]] | None:
     """Exact [start, end) byte span of every token, or None when the token bytes do not tile the text's UTF-8.
 
-    A byte-level token can end inside a multi-byte character; spans are then still exact in bytes.
+    A byte-level token, or a SentencePiece byte-fallback token, can end inside a multi-byte character; spans are
+    then still exact in bytes. SentencePiece's dummy prefix (the "▁" its normalizer puts before the text) is not
+    part of the text: the pieces then spell " " + text, and the prefix is cut from the first token's span (a first
+    token that is only the prefix gets the empty span [0, 0)). ``byte_level``: ``is_byte_level(tokenizer)``,
+    computed once by callers that map many documents.
     """
     data = text.encode("utf-8")
-    decoder = _byte_level_decoder()
+    byte_level = is_byte_level(tokenizer) if byte_level is None else byte_level
+    chunks = [_piece_bytes(piece, byte_level) for piece in tokenizer.convert_ids_to_tokens(ids)]
+    if any(c is None for c in chunks):
+        return None
+    spelled = b"".join(chunks)  # type: ignore[arg-type]
+    if spelled == data:
+        prefix = 0
+    elif not byte_level and spelled == b" " + data:
+        prefix = 1
+    else:
+        return None
     spans: list[tuple[int, int]] = []
     pos = 0
-    for piece in tokenizer.convert_ids_to_tokens(ids):
-        chunk = _piece_bytes(piece, decoder)
-        if chunk is None:
-            return None
-        if pos == 0 and chunk.startswith(b" ") and not data.startswith(b" "):
-            chunk = chunk[1:]  # SentencePiece's dummy prefix space is not part of the text
-        if data[pos:pos + len(chunk)] != chunk:
-            return None
-        spans.append((pos, pos + len(chunk)))
-        pos += len(chunk)
-    return spans if pos == len(data) else None
+    for chunk in chunks:
+        end = pos + len(chunk)  # type: ignore[arg-type]
+        spans.append((max(pos - prefix, 0), max(end - prefix, 0)))
+        pos = end
+    return spans

@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
+from mdlbench.codelength import BITS_PER_BYTE
+from mdlbench.config import UNIFORM_BYTES
 from mdlbench.corpora import Document
 from mdlbench.scoring.base import DocumentCode, TokenCodes
 
-BITS_PER_BYTE = 8.0
-
 
 class UniformBytesScorer:
-    name = "uniform-bytes"
+    """Implements ``scoring.base.Scorer``; nothing runs a model, so there is no per-batch progress."""
+
+    name = UNIFORM_BYTES
     vocab_size = 256
 
     def __init__(self, per_token: bool = False) -> None:
         self.per_token = per_token
+        self.on_progress: Callable[[int], None] | None = None
 
     def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[tuple[int, Document]]:
         return list(docs)
@@ -33,5 +36,6 @@ class UniformBytesScorer:
             if self.per_token:
                 idx = np.arange(n, dtype=np.int64)
                 tokens = TokenCodes(idx, np.frombuffer(data, dtype=np.uint8).astype(np.int64), idx, idx + 1,
-                                    np.zeros(n, dtype=np.int64), np.full(n, BITS_PER_BYTE))
-            yield DocumentCode(doc_index, doc, n, BITS_PER_BYTE * n, BITS_PER_BYTE if n else 0.0, 0.0, True, 0, tokens)
+                                    np.zeros(n, dtype=np.int64), np.full(n, float(BITS_PER_BYTE)))
+            first_bits = float(BITS_PER_BYTE) if n else 0.0
+            yield DocumentCode(doc_index, doc, n, float(BITS_PER_BYTE * n), first_bits, 0.0, True, 0, tokens)

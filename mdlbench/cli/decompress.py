@@ -14,9 +14,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from mdlbench.coding.cli_compress import ProgressLine, read_input, set_threads, write_output
+from mdlbench.cli.args import add_progress_args, positive_int
+from mdlbench.cli.compress import read_input, set_threads, symbol_progress, write_output
+from mdlbench.config import DEVICES, UNIFORM_BYTES
 from mdlbench.errors import EXIT_OK, InputError
-from mdlbench.scoring.models import DEVICES, UNIFORM_BYTES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -25,9 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("-o", "--output", type=Path, help="output file (default: INPUT without .mdlz; '-' writes stdout)")
     add("--model", "-m", help="the model that compressed the file (default: the spec recorded in it)")
     add("--device", choices=DEVICES, help="default: the device type recorded in the file")
-    add("--threads", type=int, help="torch CPU threads (default: the number recorded in the file)")
+    add("--threads", type=positive_int, help="torch CPU threads (default: the number recorded in the file)")
     add("--force", "-f", action="store_true", help="overwrite the output file")
-    add("--quiet", action="store_true", help="no progress on stderr")
+    add_progress_args(parser)
 
 
 def _output_path(args: argparse.Namespace) -> Path:
@@ -69,11 +70,11 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(f"{exc}{hint}") from exc
         for warning in environment_warnings(meta, model):
             print(f"warning: {warning}", file=sys.stderr)
-    elif args.model and args.model != recorded.get("spec") and not args.quiet:
+    elif args.model and args.model != recorded.get("spec") and args.progress != "none":
         print(f"note: {args.input} is stored as {meta['method']}; --model is not needed and was not used",
               file=sys.stderr)
-    progress = ProgressLine("decompress", not args.quiet)
-    result = decompress_bytes(blob, model, name=str(args.input), progress=progress)
+    progress, on_symbol = symbol_progress("decompress", args.progress)
+    result = decompress_bytes(blob, model, name=str(args.input), progress=on_symbol)
     progress.close()
     if str(output) == "-":
         sys.stdout.buffer.write(result.data)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from mdlbench.runstate import Shard
+from mdlbench.run.state import Shard
 
 
 @dataclass(frozen=True, slots=True)

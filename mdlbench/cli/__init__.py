@@ -1,0 +1,78 @@
+"""The `mdlbench` command: a plain mapping from subcommand to the module that implements it.
+
+Each module has ``add_arguments(parser)`` and ``main(args) -> exit code``. Only the module of the subcommand being
+run is imported (``mdlbench --help`` imports none), so no command pays for libraries it does not use.
+
+Exit codes: 0 done; 2 bad input (nothing computed, nothing written); 3 a run failed while others completed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+from collections.abc import Sequence
+from typing import NoReturn
+
+from mdlbench import __version__
+from mdlbench.errors import EXIT_BAD_INPUT, MdlbenchError
+
+# name -> (module, one-line help)
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "run": ("mdlbench.cli.run", "score corpora under models and write Parquet tables (default: sample × default)"),
+    "baselines": ("mdlbench.cli.baselines", "classical compressor baselines on a corpus"),
+    "prequential": ("mdlbench.cli.prequential", "prequential (online) MDL of a corpus under a learning model"),
+    "compress": ("mdlbench.cli.compress", "compress a file with a model and a range coder (.mdlz)"),
+    "decompress": ("mdlbench.cli.decompress", "decompress a .mdlz file"),
+    "report": ("mdlbench.cli.report", "Markdown/HTML report with figures from a results folder"),
+    "compare": ("mdlbench.cli.compare", "paired bits/byte difference of two runs on the same documents"),
+    "ls": ("mdlbench.cli.ls", "list the runs in a results folder"),
+    "gc": ("mdlbench.cli.gc", "remove incomplete leftovers from a results folder"),
+    "merge": ("mdlbench.cli.merge", "assemble sharded runs once all their shards are done"),
+    "manifest": ("mdlbench.cli.manifest", "create a pinned corpus manifest (sha256 of every file)"),
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line on stderr (what is wrong and where to look), exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"{self.prog}: error: {message}; see `{self.prog} --help`", file=sys.stderr)
+        sys.exit(EXIT_BAD_INPUT)
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser, with the arguments of the one subcommand named in ``argv`` (if any) added."""
+    parser = Parser(prog="mdlbench", description="Code lengths of text under language models.")
+    parser.add_argument("--version", action="version", version=f"mdlbench {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=Parser)
+    chosen = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module_name, help_text) in SUBCOMMANDS.items():
+        sub_parser = sub.add_parser(name, help=help_text, description=help_text)
+        if name == chosen:
+            module = importlib.import_module(module_name)
+            module.add_arguments(sub_parser)
+            sub_parser.set_defaults(_main=module.main, _parser=sub_parser)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we tokenize in our own thread
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+        return int(exc.code or 0)
+    if args.command is None:
+        parser.print_help()
+        return EXIT_BAD_INPUT
+    try:
+        return int(args._main(args) or 0)
+    except MdlbenchError as exc:
+        print(f"mdlbench {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("mdlbench: interrupted; nothing was committed for the run in progress", file=sys.stderr)
+        return 130

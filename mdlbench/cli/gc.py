@@ -1,0 +1,41 @@
+"""`mdlbench gc DIR`: remove what no finished or running run needs (unmarked staging, progress of dead runs,
+stray temporary files)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+from pathlib import Path
+
+from mdlbench import tables
+from mdlbench.cli.ls import require_dir
+from mdlbench.fsio import file_lock
+from mdlbench.run.state import is_busy, runs_in_progress
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, help="results folder")
+    parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+
+
+def main(args: argparse.Namespace) -> int:
+    require_dir(args.dir)
+    removed = []
+    if not args.dry_run:
+        tables.recover(args.dir)  # completes marked commits, deletes unmarked staging
+    for state, _ in runs_in_progress(args.dir):
+        if is_busy(state):
+            continue
+        removed.append(state.dir)
+        if not args.dry_run:
+            with file_lock(state.final_lock_path()):
+                shutil.rmtree(state.dir, ignore_errors=True)
+    for tmp in args.dir.rglob(".*.tmp"):
+        removed.append(tmp)
+        if not args.dry_run:
+            tmp.unlink(missing_ok=True)
+    verb = "would remove" if args.dry_run else "removed"
+    for path in removed:
+        print(f"{verb} {path}")
+    print(f"{verb} {len(removed)} incomplete leftover(s)")
+    return 0

@@ -1,0 +1,50 @@
+"""`mdlbench report RESULTS_DIR`: a Markdown report with PNG figures (optionally one HTML file) from the tables."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+from mdlbench.errors import EXIT_OK
+
+
+def _run_list(text: str) -> list[str]:
+    ids = [t.strip() for t in text.split(",") if t.strip()]
+    if not ids:
+        raise argparse.ArgumentTypeError("give run ids separated by commas")
+    return ids
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add = parser.add_argument
+    add("results", type=Path, metavar="RESULTS_DIR", help="a results folder written by `mdlbench run --out`")
+    add("--out", type=Path, default=None, help="report folder (default reports/<name of RESULTS_DIR>); "
+        "report.md and figures/ are written there")
+    add("--runs", type=_run_list, metavar="ID,...", help="only these runs (ids, unique id prefixes or model names)")
+    add("--corpus", metavar="NAME", help="only runs on this corpus")
+    add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined)")
+    add("--regenerate-command", metavar="CMD",
+        help="the command written on the report's first line (default: this `mdlbench report` command)")
+
+
+def _report_command(args: argparse.Namespace, out: Path) -> str:
+    parts = ["mdlbench", "report", str(args.results), "--out", str(out)]
+    if args.runs:
+        parts += ["--runs", ",".join(args.runs)]
+    if args.corpus:
+        parts += ["--corpus", args.corpus]
+    if args.html:
+        parts.append("--html")
+    return shlex.join(parts)
+
+
+def main(args: argparse.Namespace) -> int:
+    from mdlbench.report import write_report
+
+    out = args.out or Path("reports") / (Path(args.results).resolve().name or "report")
+    paths = write_report(args.results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
+                         command=args.regenerate_command or _report_command(args, out))
+    for p in paths:
+        print(p)
+    return EXIT_OK

@@ -1,0 +1,96 @@
+"""Compressor baselines in a second process, so that they use the other core while the models score.
+
+The child re-opens the corpus from its spec (documents never cross the process boundary) and commits the rows of
+``baselines`` itself; the parent only waits for it when it needs the rows (the console summary, two-part codes).
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import threading
+import time
+from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mdlbench import tables
+from mdlbench.corpora import open_corpus
+
+
+def baseline_names(requested: tuple[str, ...] | None) -> list[str]:
+    """None -> every registered compressor; ("none",) -> none; else the names, validated."""
+    from mdlbench.baselines.compressors import COMPRESSORS, get_compressor
+
+    if requested is None:
+        return list(COMPRESSORS)
+    if list(requested) == ["none"]:
+        return []
+    for name in requested:
+        get_compressor(name)  # raises InputError with a suggestion
+    return list(requested)
+
+
+def _baselines_job(out_dir: str, spec: str, open_kwargs: dict[str, Any], names: list[str]) -> str:
+    """Runs in the child process: open the corpus again and make sure its baselines exist. Returns its sha256."""
+    from mdlbench.baselines.run import ensure_baselines
+
+    corpus = open_corpus(spec, **open_kwargs)
+    sha = corpus.sha256()
+    ensure_baselines(Path(out_dir), corpus.name, sha, lambda: (d.text.encode("utf-8") for d in corpus.documents()),
+                     names)
+    return sha
+
+
+def _exit_with_parent(parent_pid: int) -> None:
+    """Worker initializer: die when the parent does (e.g. kill -9), instead of lingering as an orphan that holds
+    the parent's stdout/stderr open."""
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(0)
+
+    threading.Thread(target=watch, daemon=True).start()
+
+
+class BaselineRunner:
+    """Baselines for each corpus in one background process, started before the models score."""
+
+    def __init__(self, out_dir: Path, names: list[str]) -> None:
+        self.out_dir = out_dir
+        self.names = names
+        self.futures: dict[str, Future | None] = {}  # None: every row was already stored
+        self.pool: ProcessPoolExecutor | None = None
+
+    def start(self, spec: str, open_kwargs: dict[str, Any], *, corpus_sha256: str | None = None) -> None:
+        """Make sure the corpus's rows exist. With the sha256 of its exact bytes known (from a finished run),
+        nothing is started when they are all stored already."""
+        from mdlbench.baselines.run import stored
+
+        if not self.names or spec in self.futures:
+            return
+        if corpus_sha256 is not None and stored(self.out_dir, corpus_sha256, self.names):
+            self.futures[spec] = None
+            return
+        if self.pool is None:
+            # spawn, not fork: the parent holds torch and tokenizer threads.
+            self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_exit_with_parent, initargs=(os.getpid(),))
+        self.futures[spec] = self.pool.submit(_baselines_job, str(self.out_dir), spec, open_kwargs, self.names)
+
+    def result(self, spec: str, corpus_sha256: str) -> pd.DataFrame:
+        """The baselines rows of this corpus (waits for the background job); empty when none were asked for."""
+        if spec not in self.futures:
+            return pd.DataFrame()
+        future = self.futures[spec]
+        if future is not None:
+            future.result()  # re-raises the child's error
+        df = tables.read_table(self.out_dir, "baselines")
+        return df[(df["corpus_sha256"] == corpus_sha256) & df["compressor"].isin(self.names)]
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown(wait=True, cancel_futures=True)

@@ -1,0 +1,282 @@
+"""`mdlbench run`: models × corpora -> code lengths -> Parquet. Linear, no arithmetic of its own.
+
+Each (model, corpus) pair is one run, identified by its content address (run/plan.py). The order of work:
+1. every corpus spec and model spec is resolved and hashed (no model is loaded), and the options are checked;
+2. for each pair, a finished run whose extras are all present is reused without loading anything;
+3. otherwise the model is loaded (once per spec), the run's chunks are scored (run/chunks.py) and assembled
+   (run/assemble.py), and the missing extras are added (run/extras.py); baselines run in a second process.
+A failing run is reported and the others go on.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from mdlbench import tables
+from mdlbench.config import UNIFORM_BYTES, RunOptions
+from mdlbench.corpora import Corpus, open_corpus
+from mdlbench.errors import InputError, MdlbenchError
+from mdlbench.fsio import file_lock
+from mdlbench.mdl.two_part import requested_codes
+from mdlbench.progress import Progress
+from mdlbench.run import extras
+from mdlbench.run.assemble import finalize_run, now_utc, read_summary
+from mdlbench.run.background import BaselineRunner, baseline_names
+from mdlbench.run.chunks import score_chunks
+from mdlbench.run.distributed import DistContext
+from mdlbench.run.plan import PlannedRun, plan_model_run, plan_uniform_run, run_id
+from mdlbench.run.state import SINGLE, RunState, Shard
+from mdlbench.scoring.identity import ModelIdentity, identify_model, probe_device_type
+from mdlbench.scoring.models import LoadedModel
+
+Status = Literal["done", "reused", "shard-done", "failed"]
+Log = Callable[[str], None]
+
+
+@dataclass
+class RunOutcome:
+    run_id: str
+    model: str
+    corpus: str
+    status: Status
+    summary: dict[str, Any]
+    message: str = ""
+    exit_code: int = 0
+    corpus_sha256: str = ""
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def reused(self) -> bool:
+        return self.status == "reused"
+
+
+class ModelSlot:
+    """One model spec of a job: identified up front, loaded the first time a run needs it, then kept."""
+
+    def __init__(self, spec: str, options: RunOptions) -> None:
+        self.spec = spec
+        self.options = options
+        self.identity: ModelIdentity | None = None
+        if spec != UNIFORM_BYTES:
+            self.identity = identify_model(spec, revision=options.model_revision,
+                                           boundary_token=options.boundary_token)
+        self._loaded: LoadedModel | None = None
+
+    @property
+    def name(self) -> str:
+        return self.identity.name if self.identity is not None else UNIFORM_BYTES
+
+    def load(self, log: Log) -> LoadedModel:
+        from mdlbench.scoring.models import load_identified
+
+        if self._loaded is None:
+            assert self.identity is not None
+            log(f"loading model {self.spec!r} ...")
+            self._loaded = load_identified(self.identity, dtype=self.options.dtype, device=self.options.device,
+                                           trust_remote_code=self.options.trust_remote_code)
+        return self._loaded
+
+    def plan(self, corpus: Corpus, log: Log) -> PlannedRun:
+        if self.identity is None:
+            return plan_uniform_run(corpus, self.options)
+        return plan_model_run(self.load(log), corpus, self.options)
+
+    def release(self) -> None:
+        self._loaded = None  # one model in memory at a time
+
+
+def open_kwargs(options: RunOptions) -> dict[str, Any]:
+    return {"text_field": options.text_field, "id_field": options.id_field, "revision": options.corpus_revision,
+            "max_docs": options.max_docs, "max_bytes": options.max_bytes, "errors": options.errors,
+            "data_files": options.data_files}
+
+
+def _runs_row(out_dir: Path, rid: str) -> dict[str, Any]:
+    runs = tables.read_table(out_dir, "runs")
+    match = runs[runs["run_id"] == rid]
+    return match.iloc[0].to_dict() if len(match) else {}
+
+
+def _missing_extras(out_dir: Path, rid: str, row: dict[str, Any], options: RunOptions, leader_extras: bool) -> bool:
+    """Whether a finished run still lacks a two-part code or coding rows that only its model can fill in."""
+    if not leader_extras or row.get("model_format") == "builtin":
+        return False
+    codes = requested_codes(options.two_part, int(row.get("n_params") or 0))
+    return bool(extras.missing_two_part(out_dir, rid, codes, str(row.get("model_format")))) or \
+        extras.coding_missing(out_dir, rid, options.verify_coding)
+
+
+def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
+           dist: DistContext, log: Log) -> RunOutcome:
+    """Score this shard's chunks of a planned run, then assemble the run if all shards are done."""
+    state = RunState(out_dir, plan.run_id)
+    model = str(plan.row["model"])
+    meta = {"identity": plan.identity, "chunk_docs": options.checkpoint_docs, "batch_size": plan.row["batch_size"],
+            "run_row": plan.row, "corpus": corpus.name, "corpus_source": corpus.source, "errors": options.errors,
+            "bootstrap_samples": options.bootstrap_samples, "seed": options.seed, "per_token": options.per_token,
+            "started_at": now_utc()}
+    lock = file_lock(state.shard_lock_path(shard), on_wait=lambda: log(
+        f"run {plan.run_id} ({label}) shard {shard} is being written by another process; waiting for it to finish"))
+    with lock:
+        if state.is_complete() and not options.force:
+            log(f"run {plan.run_id} ({label}) was completed by another process; skipping")
+            return RunOutcome(plan.run_id, model, corpus.name, "reused", read_summary(out_dir, plan.run_id))
+        if options.force and dist.is_leader and shard.count == 1:
+            state.clear()
+        dist.barrier()
+        state.ensure(meta)
+        progress = Progress(label + (f" [shard {shard}]" if shard.count > 1 else ""),
+                            total_bytes=corpus.size_hint_bytes, mode=options.progress)
+        n_docs, corpus_sha = score_chunks(plan.scorer, corpus, state, shard, chunk_docs=options.checkpoint_docs,
+                                          per_token=options.per_token, progress=progress)
+        progress.close()
+        state.mark_shard(shard, n_docs, corpus_sha)
+    dist.barrier()
+    outcome: RunOutcome
+    if dist.is_leader:
+        missing = state.missing_shards(shard.count)
+        if missing:
+            msg = (f"shard {shard} of run {plan.run_id} ({label}) is done; shards {missing} of {shard.count} are "
+                   f"not — run them, then `mdlbench merge {out_dir}`")
+            log(msg)
+            outcome = RunOutcome(plan.run_id, model, corpus.name, "shard-done", {}, msg)
+        else:
+            with file_lock(state.final_lock_path()):
+                summary = (read_summary(out_dir, plan.run_id) if state.is_complete() and not state.dir.exists()
+                           else finalize_run(out_dir, plan.run_id, log=log))
+            outcome = RunOutcome(plan.run_id, model, corpus.name, "done", summary)
+    else:
+        outcome = RunOutcome(plan.run_id, model, corpus.name, "shard-done", {})
+    dist.barrier()
+    return outcome
+
+
+def _add_extras(plan: PlannedRun, outcome: RunOutcome, corpus: Corpus, options: RunOptions, out_dir: Path,
+                baselines: BaselineRunner, spec: str, log: Log) -> None:
+    """Two-part and real-coding tables for a finished model run: only what is missing (or all, with --force)."""
+    if plan.loaded is None:
+        return
+    codes = requested_codes(options.two_part, int(plan.row["n_params"] or 0))
+    todo = codes if options.force else extras.missing_two_part(out_dir, plan.run_id, codes, plan.loaded.format)
+    if todo:
+        log(f"two-part codes for {outcome.model} × {corpus.name}: {', '.join(todo)} ...")
+        refs = baselines.result(spec, outcome.corpus_sha256)
+        tables.commit(out_dir, extras.two_part_partitions(plan, corpus, outcome.summary, todo, refs,
+                                                          options.checkpoint_docs, out_dir))
+    if options.verify_coding > 0 and (options.force or extras.coding_missing(out_dir, plan.run_id,
+                                                                             options.verify_coding)):
+        log(f"real coding of {options.verify_coding} document(s) of {corpus.name} with {outcome.model} ...")
+        tables.commit(out_dir, extras.coding_partition(plan, corpus, options.verify_coding))
+
+
+def _one_run(slot: ModelSlot, corpus_spec: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
+             dist: DistContext, baselines: BaselineRunner, leader_extras: bool, log: Log) -> RunOutcome:
+    label = f"{slot.name} × {corpus.name}"
+    if not options.force:
+        # Recognise a finished run from files alone: no torch, no weights.
+        rid = run_id(slot.identity, corpus, options, probe_device_type(options.device))
+        if RunState(out_dir, rid).is_complete():
+            row = _runs_row(out_dir, rid)
+            if not _missing_extras(out_dir, rid, row, options, leader_extras):
+                log(f"run {rid} ({label}) is already complete in {out_dir}; skipping (--force recomputes)")
+                if leader_extras:
+                    baselines.start(corpus_spec, open_kwargs(options), corpus_sha256=str(row["corpus_sha256"]))
+                return RunOutcome(rid, slot.name, corpus.name, "reused", read_summary(out_dir, rid),
+                                  corpus_sha256=str(row["corpus_sha256"]))
+    plan = slot.plan(corpus, log)
+    if leader_extras:
+        # Baselines start once a run on the corpus is known to be valid: bad input writes nothing.
+        baselines.start(corpus_spec, open_kwargs(options))
+    if RunState(out_dir, plan.run_id).is_complete() and not options.force:
+        log(f"run {plan.run_id} ({label}) is already complete in {out_dir}; adding what it lacks")
+        outcome = RunOutcome(plan.run_id, slot.name, corpus.name, "reused", read_summary(out_dir, plan.run_id))
+    else:
+        outcome = _score(plan, label, corpus, options, out_dir, shard, dist, log)
+    if outcome.status in ("done", "reused"):
+        outcome.corpus_sha256 = str(_runs_row(out_dir, plan.run_id).get("corpus_sha256", ""))
+        if leader_extras:
+            _add_extras(plan, outcome, corpus, options, out_dir, baselines, corpus_spec, log)
+    return outcome
+
+
+def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], options: RunOptions, out_dir: Path,
+                  *, log: Log | None = None, dist: DistContext | None = None) -> list[RunOutcome]:
+    """Every corpus under every model, one run per pair, plus the extras. A failing run is reported and the
+    others go on."""
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    dist = dist or DistContext()
+    out_dir = Path(out_dir)
+    if dist.enabled and options.shard:
+        raise InputError("--shard and torchrun both split the work; use one of them")
+    shard = dist.shard if dist.enabled else (Shard.parse(options.shard) if options.shard else SINGLE)
+    corpora = [open_corpus(s, **open_kwargs(options)) for s in corpus_specs]
+    slots = [ModelSlot(spec, options) for spec in model_specs]
+    # Prequential settings are checked now, so that a bad one fails before anything is scored or written.
+    prequential = _prequential_inputs(options) if options.prequential else None
+    leader_extras = dist.is_leader and shard.count == 1
+    baselines = BaselineRunner(out_dir, baseline_names(options.baselines) if leader_extras else [])
+    if dist.is_leader:
+        tables.recover(out_dir)
+    outcomes: list[RunOutcome] = []
+    single = len(slots) * len(corpora) == 1
+    try:
+        for slot in slots:
+            for corpus_spec, corpus in zip(corpus_specs, corpora, strict=True):
+                try:
+                    outcomes.append(_one_run(slot, corpus_spec, corpus, options, out_dir, shard, dist, baselines,
+                                             leader_extras, log))
+                except MdlbenchError as exc:
+                    if single:
+                        raise
+                    log(f"error: run {slot.name} × {corpus.name} failed: {exc}")
+                    outcomes.append(RunOutcome("", slot.name, corpus.name, "failed", {}, str(exc), exc.exit_code))
+            slot.release()
+        if leader_extras:
+            _attach_comparisons(outcomes, corpus_specs, corpora, options, out_dir, baselines, prequential)
+    finally:
+        baselines.close()
+    return outcomes
+
+
+def _prequential_inputs(options: RunOptions) -> tuple[Any, tuple[int, ...], dict[str, Any] | None]:
+    """(tokenizer, seeds, architecture) of ``--prequential``, loaded and validated."""
+    from mdlbench.prequential.driver import load_arch, parse_seeds
+    from mdlbench.prequential.vocab import load_tokenizer
+
+    seeds = parse_seeds(options.prequential_seeds)
+    arch = load_arch(options.prequential_arch) if options.prequential_arch is not None else None
+    return load_tokenizer(options.prequential_tokenizer), seeds, arch
+
+
+def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str], corpora: Sequence[Corpus],
+                        options: RunOptions, out_dir: Path, baselines: BaselineRunner,
+                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None] | None) -> None:
+    """Best baselines, two-part rows and prequential results next to each run, for the console summary."""
+    from mdlbench.baselines.run import best_verified
+
+    by_corpus = {c.name: (spec, c) for spec, c in zip(corpus_specs, corpora, strict=True)}
+    for o in outcomes:
+        if o.status not in ("done", "reused") or o.corpus not in by_corpus:
+            continue
+        spec, _ = by_corpus[o.corpus]
+        refs = baselines.result(spec, o.corpus_sha256)
+        for key, mode in (("best_per_document", "per_document"), ("best_concatenated", "concatenated")):
+            best = best_verified(refs, mode)
+            o.extras[key] = None if best is None else (str(best["compressor"]), float(best["bits_per_byte"]))
+        if tables.partition_exists(out_dir, "two_part", o.run_id):
+            tp = tables.read_table(out_dir, "two_part")
+            o.extras["two_part"] = tp[tp["run_id"] == o.run_id]
+    if prequential is not None:
+        from mdlbench.prequential.driver import run_prequential_for_corpus
+
+        tokenizer, seeds, arch = prequential
+        for corpus in corpora:
+            result = run_prequential_for_corpus(corpus, arch=arch, tokenizer=tokenizer, seeds=seeds,
+                                                out_dir=out_dir, force=options.force)
+            for o in outcomes:
+                if o.corpus == corpus.name and o.status in ("done", "reused"):
+                    o.extras["prequential"] = result.aggregate

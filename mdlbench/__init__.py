@@ -26,4 +26,4 @@ The layout follows the flow of a run: corpora -> scoring -> code lengths -> tabl
 __version__ = "0.1.0"
 
 # Bumped whenever a change to the scoring code could change a number; part of every run id.
-SCORING_CODE_VERSION = "1"
+SCORING_CODE_VERSION = "2"  # 2: GGUF tokenizers split text as their authors' do (scoring/gguf_tokenizer.py)

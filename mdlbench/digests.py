@@ -10,8 +10,11 @@ The cache is best effort: an unwritable cache folder only means files are hashed
 from __future__ import annotations
 
 import hashlib
+import json
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from mdlbench.fsio import write_text_atomic
 
@@ -73,3 +76,20 @@ def files_sha256(named: list[tuple[str, Path]]) -> str:
     for name, path in named:
         h.update(name.encode("utf-8", "surrogateescape") + b"\0" + file_sha256(path)[0].encode() + b"\n")
     return h.hexdigest()
+
+
+def cached_json(kind: str, content_sha256: str, compute: Callable[[], Any]) -> Any:
+    """A JSON-serializable fact derived from a file's contents alone (e.g. a GGUF's declared tokenizer), computed
+    once per content digest and kept in the cache next to the digests."""
+    entry = cache_dir() / kind / f"{content_sha256}.json"
+    try:
+        return json.loads(entry.read_text("utf-8"))
+    except (OSError, ValueError):
+        pass
+    value = compute()
+    try:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(entry, json.dumps(value))
+    except OSError:
+        pass
+    return value

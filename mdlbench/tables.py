@@ -29,7 +29,8 @@ from mdlbench.fsio import file_lock, write_bytes_atomic
 if TYPE_CHECKING:
     import pandas as pd
 
-SCHEMA_VERSION = "2"  # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params
+# 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params; 3: runs.pre_tokenizer
+SCHEMA_VERSION = "3"
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"
 
@@ -40,7 +41,7 @@ _f64, _i64, _str, _bool = pa.float64(), pa.int64(), pa.string(), pa.bool_()
 TABLES: dict[str, tuple[str, pa.Schema]] = {
     "runs": ("run_id", pa.schema([
         ("model", _str), ("model_revision", _str), ("model_sha256", _str), ("model_format", _str),
-        ("tokenizer_sha256", _str), ("vocab_size", _i64),
+        ("tokenizer_sha256", _str), ("pre_tokenizer", _str), ("vocab_size", _i64),
         ("corpus", _str), ("corpus_sha256", _str), ("corpus_source", _str),
         ("window", _i64), ("stride", _i64), ("first_token", _str), ("end", _str), ("protocol", _str),
         ("prefix_token_id", _i64), ("eos_token_id", _i64),

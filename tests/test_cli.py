@@ -52,6 +52,7 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     config = json.loads(run["config_json"])
     assert (config["window"], config["stride"], config["per_token"]) == (16, 8, True) and run["valid_code"]
     assert run["model"] == tiny_model_dir.name and run["batch_size"] == 8  # resolved auto batch of a tiny model
+    assert run["pre_tokenizer"] == ""  # a save_pretrained folder brings its own tokenizer.json: nothing declared
     # parameter accounting: the tiny GPT-2 is tied, so lm_head costs nothing and the split adds up
     split = ["params_embedding", "params_attention", "params_ffn", "params_norm", "params_lm_head", "params_other"]
     assert run[split].sum() == run["n_params"] and run["params_lm_head"] == 0 and run["params_ffn"] > 0
@@ -158,6 +159,7 @@ def test_builtin_default_model_scores_real_text(tmp_path):
     run = pd.read_parquet(out / "runs").iloc[0]
     assert 0.8 < s["bits_per_byte"] < 3.0
     assert run["model_format"] == "gguf" and len(run["model_sha256"]) == 64 and run["n_params"] > 100_000_000
+    assert run["pre_tokenizer"] == "smollm"
     two_part = pd.read_parquet(out / "two_part").set_index("param_code")
     from mdlbench.scoring.identity import default_model_location
 

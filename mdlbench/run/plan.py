@@ -86,8 +86,9 @@ def _config_json(model_spec: str, corpus: Corpus, options: RunOptions) -> str:
 def plan_uniform_run(corpus: Corpus, options: RunOptions) -> PlannedRun:
     identity = run_identity(None, corpus, options, "cpu")
     row = {"model": UNIFORM_BYTES, "model_revision": "", "model_sha256": "", "model_format": "builtin",
-           "tokenizer_sha256": "", "vocab_size": 256, "window": None, "stride": None, "first_token": "none",
-           "end": "none", "protocol": options.protocol, "prefix_token_id": None, "eos_token_id": None,
+           "tokenizer_sha256": "", "pre_tokenizer": "", "vocab_size": 256, "window": None, "stride": None,
+           "first_token": "none", "end": "none", "protocol": options.protocol, "prefix_token_id": None,
+           "eos_token_id": None,
            "dtype": "n/a", "device": "cpu", "batch_size": None, "n_params": 0, **dict.fromkeys(PARAM_COLUMNS),
            "config_json": _config_json(UNIFORM_BYTES, corpus, options)}
     return PlannedRun(content_address(identity), identity, row, UniformBytesScorer(options.per_token), None)
@@ -101,7 +102,8 @@ def plan_model_run(lm: LoadedModel, corpus: Corpus, options: RunOptions) -> Plan
     scorer = HFScorer(lm, settings)
     identity = run_identity(lm.identity, corpus, options, lm.device)
     row = {"model": lm.name, "model_revision": lm.revision, "model_sha256": lm.sha256,
-           "model_format": lm.format, "tokenizer_sha256": lm.tokenizer_sha256, "vocab_size": scorer.vocab_size,
+           "model_format": lm.format, "tokenizer_sha256": lm.tokenizer_sha256, "pre_tokenizer": lm.pre_tokenizer,
+           "vocab_size": scorer.vocab_size,
            "window": settings.window, "stride": settings.stride, "first_token": settings.first_token,
            "end": settings.end, "protocol": options.protocol, "prefix_token_id": scorer.prefix_token_id,
            "eos_token_id": scorer.eos_token_id, "dtype": lm.dtype, "device": lm.device,

@@ -31,7 +31,7 @@ class DocumentCode:
     doc: Document
     n_tokens: int  # tokens of the text (BOS/EOS not counted)
     code_length_bits: float  # everything: first token + model predictions + end
-    first_token_bits: float  # the part charged for token 0 (0 under bos: the model's prediction is in the total)
+    first_token_bits: float  # the part charged for token 0: log2|V| under uniform, the model's bits given BOS under bos
     end_bits: float  # the part charged for EOS (0 with end=none)
     tokenizer_roundtrip_ok: bool
     n_forward_tokens: int = 0  # tokens the model read (throughput accounting)

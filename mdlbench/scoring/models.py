@@ -12,6 +12,7 @@ from typing import Any
 
 from mdlbench.config import DTYPES, context_length_of
 from mdlbench.errors import InputError
+from mdlbench.scoring.gguf_tokenizer import read_declared_cached, rebuild
 from mdlbench.scoring.identity import HELP_GET_MODEL, ModelIdentity, identify_model, probe_device_type
 
 
@@ -55,6 +56,10 @@ class LoadedModel:
     @property
     def boundary_token(self) -> str | None:
         return self.identity.boundary_token
+
+    @property
+    def pre_tokenizer(self) -> str:
+        return self.identity.pre_tokenizer
 
     @property
     def vocab_size(self) -> int:
@@ -110,6 +115,9 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
     source = str(identity.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        if identity.gguf_file is not None:
+            # transformers' GGUF conversion falls back to GPT-2's split for names it does not know.
+            rebuild(tokenizer, read_declared_cached(identity.gguf_file, identity.weights_sha256), identity.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except (OSError, ValueError, KeyError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__

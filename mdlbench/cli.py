@@ -28,6 +28,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decompress": ("mdlbench.coding.cli_decompress", "decompress a .mdlz file"),
     "report": ("mdlbench.report.cli", "Markdown/HTML report with figures from a results folder"),
     "compare": ("mdlbench.report.cli", "paired bits/byte difference of two runs on the same documents"),
+    "view": ("mdlbench.spans.cli", "one self-contained HTML page: a run's bits (or two runs' difference) on the text"),
     "ls": ("mdlbench.cli_admin", "list the runs in a results folder"),
     "gc": ("mdlbench.cli_admin", "remove incomplete leftovers from a results folder"),
     "merge": ("mdlbench.cli_admin", "assemble sharded runs once all their shards are done"),

@@ -27,7 +27,9 @@ def add_report_arguments(parser: argparse.ArgumentParser) -> None:
         "report.md and figures/ are written there")
     add("--runs", type=_run_list, metavar="ID,...", help="only these runs (ids, unique id prefixes or model names)")
     add("--corpus", metavar="NAME", help="only runs on this corpus")
-    add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined)")
+    add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined; "
+        "with the byte-aligned difference of two runs when both have per-token rows)")
+    add("--context-domains", action="store_true", help="also draw the context curves per domain")
     add("--regenerate-command", metavar="CMD",
         help="the command written on the report's first line (default: this `mdlbench report` command)")
 
@@ -40,6 +42,8 @@ def _report_command(args: argparse.Namespace, out: Path) -> str:
         parts += ["--corpus", args.corpus]
     if args.html:
         parts.append("--html")
+    if args.context_domains:
+        parts.append("--context-domains")
     return shlex.join(parts)
 
 
@@ -48,7 +52,8 @@ def report_main(args: argparse.Namespace) -> int:
 
     out = args.out or Path("reports") / (Path(args.results).resolve().name or "report")
     paths = write_report(args.results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
-                         command=args.regenerate_command or _report_command(args, out))
+                         command=args.regenerate_command or _report_command(args, out),
+                         context_domains=args.context_domains)
     for p in paths:
         print(p)
     return EXIT_OK
@@ -62,6 +67,9 @@ def add_compare_arguments(parser: argparse.ArgumentParser) -> None:
     add("--samples", type=int, default=None, help="bootstrap resamples (default: RUN_A's bootstrap_samples)")
     add("--seed", type=int, default=None, help="bootstrap seed (default: RUN_A's seed)")
     add("--json", action="store_true", help="print one JSON object instead of the table")
+    add("--spans", action="store_true", help="byte-aligned attribution: write the span_diff table (both runs need "
+        "--per-token rows) and print it by span class and the spans that differ most")
+    add("--corpus", metavar="SPEC", help="with --spans: where the texts are, if the corpus the runs recorded moved")
 
 
 def compare_main(args: argparse.Namespace) -> int:
@@ -74,6 +82,11 @@ def compare_main(args: argparse.Namespace) -> int:
     run_a, run_b = resolve_runs(res.runs, [args.run_a, args.run_b], out_dir)
     comp = compare_runs(res, run_a, run_b, n_samples=args.samples, seed=args.seed)
     items = [comp.overall, *comp.by_domain]
+    spans = None
+    if args.spans:  # validates both runs' per-token rows and the corpus texts, then writes span_diff
+        from mdlbench.spans.cli import span_comparison
+
+        spans = span_comparison(res, run_a, run_b, corpus=args.corpus, n_samples=comp.n_samples, seed=comp.seed)
     if args.json:
         def num(x: float) -> float | None:
             return None if math.isnan(x) else x
@@ -84,7 +97,8 @@ def compare_main(args: argparse.Namespace) -> int:
                           "rows": [{"documents": d.label, "n_docs": d.n_docs, "n_bytes": d.n_bytes,
                                     "bits_per_byte_a": num(d.bpb_a), "bits_per_byte_b": num(d.bpb_b),
                                     "delta_bits_per_byte": num(d.delta), "ci_low": num(d.ci_low),
-                                    "ci_high": num(d.ci_high)} for d in items]}))
+                                    "ci_high": num(d.ci_high)} for d in items],
+                          **({"spans": spans.as_json()} if spans is not None else {})}))
         return EXIT_OK
     print(f"A  {run_a}  {comp.model_a}")
     print(f"B  {run_b}  {comp.model_b}")
@@ -97,6 +111,9 @@ def compare_main(args: argparse.Namespace) -> int:
                         "CI high"],
                        [[d.label, d.n_docs, d.n_bytes, d.bpb_a, d.bpb_b, d.delta, d.ci_low, d.ci_high]
                         for d in items]))
+    if spans is not None:
+        print()
+        print(spans.console())
     if comp.n_unmatched:
         print(f"note: {comp.n_unmatched} documents were scored by only one of the runs and are left out",
               file=sys.stderr)

@@ -50,6 +50,7 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
     "two_part": ("mdlbench run --two-part naive,gguf-file",),  # on by default for models with parameters
     "prequential": ("mdlbench run --prequential", "mdlbench prequential -c CORPUS --out DIR"),
     "coding": ("mdlbench run --verify-coding N",),
+    "context_curve": ("mdlbench run",),  # written by every model run
 }
 # The prequential tables are registered by mdlbench.prequential, which imports torch; a report must not need it,
 # so when they are not registered they are read straight from their Hive folders (same layout, key run_id).
@@ -88,6 +89,7 @@ class Results:
     prequential_blocks: pd.DataFrame | None
     coding: pd.DataFrame | None
     absent: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> commands that fill it
+    context_curve: pd.DataFrame | None = None
 
     @property
     def corpora(self) -> list[str]:
@@ -157,7 +159,7 @@ def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus:
     res = Results(out_dir=out_dir, runs=runs, documents=documents, summary=by_run("summary"),
                   baselines=baselines, two_part=by_run("two_part"),
                   two_part_vs_baseline=by_run("two_part_vs_baseline"), prequential=prequential,
-                  prequential_blocks=blocks, coding=by_run("coding"))
+                  prequential_blocks=blocks, coding=by_run("coding"), context_curve=by_run("context_curve"))
     for name, how in OPTIONAL_TABLES.items():
         df = getattr(res, name)
         if df is None or df.empty:

@@ -300,8 +300,12 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)[:60] or "corpus"
 
 
-def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str = "figures") -> list[Block]:
-    """Every block of the report; figures are written to ``out_dir / fig_subdir``."""
+def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str = "figures",
+                 attribution: bool = False, context_domains: bool = False) -> list[Block]:
+    """Every block of the report; figures are written to ``out_dir / fig_subdir``. ``attribution`` adds the
+    `mdlbench view` page of two runs with per-token rows (for HTML reports); ``context_domains`` draws the context
+    curves per domain too."""
+    from mdlbench.report import context
     fig_dir = Path(out_dir) / fig_subdir
     colors = figures.model_colors(res.runs["model"].astype(str).tolist())
     show_ffn = "ffn_param_share" in res.runs.columns and res.runs["ffn_param_share"].notna().any()
@@ -333,6 +337,12 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
         blocks += _domain_section(res, corpus, colors, fig_dir, fig_subdir)
         if len(rows) == 2:
             blocks += _comparison_section(res, rows, fig_dir, fig_subdir)
+        # Where the bits go (context.py): context curves, window sweeps, the attribution page.
+        blocks += context.context_section(res, corpus, colors, fig_dir, fig_subdir, _slug(corpus),
+                                          by_domain=context_domains)
+        blocks += context.window_sweep_section(res, corpus, colors, fig_dir, fig_subdir, _slug(corpus))
+        if attribution:
+            blocks += context.attribution_section(res, rows, fig_dir, fig_subdir, _slug(corpus))
         blocks += _two_part_section(res, rows, colors, fig_dir, fig_subdir)
         blocks += _baselines_section(res, sha)
         blocks += _prequential_section(res, corpus, sha, preq, fig_dir, fig_subdir)

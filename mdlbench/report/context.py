@@ -157,11 +157,10 @@ def window_sweep_section(res: Results, corpus: str, colors: dict[str, str], fig_
     lines = sweep_lines(res, corpus)
     if not lines:
         return []
-    models = sorted({m for m, _, _ in lines})
     curves = []
-    for model, rule, p in lines:
+    for i, (model, rule, p) in enumerate(lines):  # a model's colour; a marker per line (stride rules differ)
         curves.append(cf.Curve(f"{short(model, 22)} ({rule})", colors.get(model, "#1f77b4"),
-                               cf.MARKERS[models.index(model) % len(cf.MARKERS)],
+                               cf.MARKERS[i % len(cf.MARKERS)],
                                p["window"].to_numpy(np.float64), p["bits_per_byte"].to_numpy(np.float64),
                                p["ci_low"].to_numpy(np.float64), p["ci_high"].to_numpy(np.float64)))
     path = cf.window_sweep(curves, corpus, fig_dir / f"window-sweep-{slug}.png")

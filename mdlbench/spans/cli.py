@@ -72,6 +72,7 @@ class SpanComparison:
             lines.append(format_table(["doc_id", "bytes", "Δ bits", "bits A", "bits B", "text"],
                                       [[escape_text(str(r.doc_id), 24), f"{r.span_start}-{r.span_end}",
                                         float(r.delta_bits), float(r.bits_a), float(r.bits_b),
+                                        "(end of document)" if r.span_start == r.span_end else
                                         '"' + escape_text(str(r.text), 40) + '"'] for r in df.itertuples()])
                          if len(df) else "(none)")
         return "\n".join(lines)

@@ -13,6 +13,7 @@ ends at the next power of two above W even though no prediction sees more than W
 Use:
     partial = document_curve(context_tokens, code_length_bits, byte_start, byte_end)   # one document, any order
     rows = combine_curves([(domain, partial), ...])                                     # a run: table rows
+    rows = merge_curve_rows([rows_of_chunk_0, rows_of_chunk_1, ...])                    # chunks of a run: the same
 
 Rows carry the ``context_curve`` columns (all but the partition key ``run_id``): one row per (domain, non-empty
 bucket), domain "" = all documents; documents without a domain count only in "". Sums are exactly rounded
@@ -153,6 +154,32 @@ def combine_curves(partials: Iterable[tuple[str, CurvePartial]]) -> list[dict[st
     for domain in sorted(by_domain):
         rows += curve_rows(domain, merge_curves(by_domain[domain]))
     return rows
+
+
+def merge_curve_rows(row_lists: Iterable[Sequence[Mapping[str, Any]]]) -> list[dict[str, Any]]:
+    """Rows of several disjoint sets of documents (e.g. the checkpoint chunks of a run, each from combine_curves)
+    merged into the rows of their union: counts added, bits fsum'd, rates recomputed; bytes null if null in any.
+
+    The same rows as combine_curves over all the documents at once (bits up to the rounding of one addition).
+    """
+    groups: dict[tuple[str, int], list[Mapping[str, Any]]] = defaultdict(list)
+    for rows in row_lists:
+        for r in rows:
+            groups[(str(r["domain"]), int(r["context_bucket_start"]))].append(r)
+    out = []
+    for domain, start in sorted(groups, key=lambda k: (k[0] != ALL_DOMAINS, k)):
+        g = groups[(domain, start)]
+        k = int(start).bit_length()
+        partial = CurvePartial(np.array([int(r["n_tokens"]) for r in g], dtype=np.int64),
+                               None if any(r["n_bytes"] is None for r in g) else
+                               np.array([int(r["n_bytes"]) for r in g], dtype=np.int64),
+                               np.array([float(r["code_length_bits"]) for r in g], dtype=np.float64))
+        n, bits = int(partial.n_tokens.sum()), partial.total_bits
+        nb = None if partial.n_bytes is None else int(partial.n_bytes.sum())
+        out.append({"domain": domain, "context_bucket_start": bucket_start(k), "context_bucket_end": bucket_end(k),
+                    "n_tokens": n, "n_bytes": nb, "code_length_bits": bits, "bits_per_token": bits / n,
+                    "bits_per_byte": None if nb is None else (bits / nb if nb > 0 else math.nan)})
+    return out
 
 
 def curve_from_tokens(tokens: Any, domains: Mapping[int, str]) -> list[dict[str, Any]]:

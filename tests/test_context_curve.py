@@ -18,6 +18,7 @@ from mdlbench.context_curve import (
     context_bucket,
     curve_from_tokens,
     document_curve,
+    merge_curve_rows,
     merge_curves,
 )
 from mdlbench.corpora import Document
@@ -128,6 +129,12 @@ def test_buckets_sum_to_documents_and_run_and_equal_the_tokens_rows(tiny_loaded)
         assert got["n_bytes"].tolist() == want["n_bytes"].tolist()
         assert np.allclose(got["code_length_bits"], want["code_length_bits"], rtol=1e-12, atol=0)
         assert np.allclose(got["bits_per_byte"], want["code_length_bits"] / want["n_bytes"], rtol=1e-12, atol=0)
+    # Rows of chunks of documents (as a run checkpoints them) merge into the same rows.
+    chunks = [combine_curves(partials[i:i + 2]) for i in range(0, len(partials), 2)]
+    merged = pd.DataFrame(merge_curve_rows(chunks))
+    pd.testing.assert_frame_equal(merged, rows, check_exact=False, rtol=1e-12)
+    assert merged[["n_tokens", "n_bytes", "context_bucket_start"]].equals(rows[["n_tokens", "n_bytes",
+                                                                               "context_bucket_start"]])
     # The same rows from the tokens table itself (what the report and the lead's tests can use).
     from_table = pd.DataFrame(curve_from_tokens(tokens, {i: d.domain for i, d in docs}))
     pd.testing.assert_frame_equal(from_table, rows, check_exact=False, rtol=1e-15)

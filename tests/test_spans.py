@@ -305,7 +305,7 @@ def test_view_page_in_a_real_browser(results, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (`apt-get install -y chromium`; .ci/run installs it)")
     out, ids = results["out"], results["ids"]
-    for name, extra in (("diff", ["--against", ids["gpt2"]]), ("run", [])):
+    for name, extra in (("run", []), ("diff", ["--against", ids["gpt2"]])):
         page = tmp_path / f"{name}.html"
         assert cli_main(["view", str(out), "--run", ids["bpe"], *extra, "--top", "6", "-o", str(page)]) == 0
         dom = _chromium("--dump-dom", page.as_uri())
@@ -328,6 +328,8 @@ def test_view_page_in_a_real_browser(results, tmp_path):
                 for s in spans:  # each span's tokens are the ones whose bits it records
                     assert math.fsum(t[2] for t in json.loads(s["data-tb"])) == pytest.approx(
                         float(s["data-bits-b"]), rel=1e-12, abs=1e-12)
+        if name == "run":
+            continue
         # The tooltip: hovering a span shows its tokens (ids from its data attribute) in #tip.
         first = parsed.docs["d0"]["spans"][1]
         hover = tmp_path / f"{name}-hover.html"
@@ -336,7 +338,7 @@ def test_view_page_in_a_real_browser(results, tmp_path):
         tip = dom[dom.index('id="tip"'):]
         tip = tip[:tip.index("</div></div>") if "</div></div>" in tip else len(tip)]
         assert "hidden" not in tip.split(">", 1)[0] and "context" in tip
-        assert all(f"<td>{t[0]}</td>" in tip for t in json.loads(first["data-ta"]))
+        assert all(f"<td>{t[0]}</td>" in tip for t in json.loads(first["data-ta"]) + json.loads(first["data-tb"]))
         shot = tmp_path / f"{name}.png"
         r = _chromium(f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
         assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
@@ -377,3 +379,12 @@ def test_aggregates_by_class_hold_every_byte_once(results):
     for doc_id, g in frame.groupby("doc_id"):
         data = texts[doc_id].encode()
         assert g["span_class"].tolist() == classes_of(data, g["span_start"].to_numpy(), g["span_end"].to_numpy())
+
+
+def test_runs_resolve_by_the_model_spec_they_were_run_with():
+    from mdlbench.report.data import resolve_runs
+
+    runs = pd.DataFrame({"run_id": ["aa01", "bb02"], "model": ["SmolLM2-135M (x.gguf)", "uniform-bytes"],
+                         "corpus": ["sample", "sample"],
+                         "config_json": [json.dumps({"model_spec": "default"}), json.dumps({"model_spec": "x"})]})
+    assert resolve_runs(runs, ["default", "uniform-bytes", "bb"], Path(".")) == ["aa01", "bb02", "bb02"]

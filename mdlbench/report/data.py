@@ -103,18 +103,31 @@ class Results:
 
 
 def resolve_runs(runs: pd.DataFrame, wanted: Sequence[str], out_dir: Path) -> list[str]:
-    """Run ids for each of ``wanted``: a run id, a unique prefix of one, or a model name with one run."""
+    """Run ids for each of ``wanted``: a run id, a unique prefix of one, or a model name (or the ``-m`` spec it was
+    run with, e.g. ``default``) with one run."""
     ids = runs["run_id"].astype(str).tolist()
     found = []
     for w in wanted:
         hits = [i for i in ids if i == w] or [i for i in ids if i.startswith(w)] or \
-            runs.loc[runs["model"].astype(str) == w, "run_id"].astype(str).tolist()
+            runs.loc[runs["model"].astype(str) == w, "run_id"].astype(str).tolist() or \
+            [str(r.run_id) for r in runs.itertuples() if _model_spec(r) == w]
         if len(hits) != 1:
             listing = ", ".join(f"{r.run_id} ({r.model} × {r.corpus})" for r in runs.itertuples())
             what = "matches no run" if not hits else f"is ambiguous ({len(hits)} runs)"
             raise InputError(f"run {w!r} {what} in {out_dir}; give a run id (or a unique prefix) from: {listing}")
         found.append(hits[0])
     return found
+
+
+def _model_spec(run: Any) -> str | None:
+    """The ``-m`` spec a run was made with (recorded in config_json), or None."""
+    import json
+
+    raw = getattr(run, "config_json", None)
+    try:
+        return json.loads(raw).get("model_spec") if isinstance(raw, str) and raw else None
+    except ValueError:
+        return None
 
 
 def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus: str | None = None) -> Results:

@@ -86,7 +86,7 @@ def span_comparison(res: Any, run_a: str, run_b: str, *, corpus: str | None, n_s
 
     runs = res.runs.set_index("run_id")
     for rid in (run_a, run_b):  # both refusals come before reading any corpus
-        diff.read_run_tokens(res.out_dir, {"run_id": rid, "model": runs.loc[rid, "model"]})
+        diff.check_run_tokens(res.out_dir, {"run_id": rid, "model": runs.loc[rid, "model"]})
     docs = diff.pair_documents(res, run_a, run_b)
     texts = run_texts({**runs.loc[run_a].to_dict(), "run_id": run_a}, set(docs["doc_id"]), corpus)
     spans = diff.build_spans(res, run_a, run_b, texts)
@@ -133,7 +133,7 @@ def build_view(res: Any, run_a: str, run_b: str | None, doc_ids: list[str] | Non
     runs = res.runs.set_index("run_id")
     other = run_b if run_b is not None else run_a
     for rid in dict.fromkeys((run_a, other)):
-        diff.read_run_tokens(res.out_dir, {"run_id": rid, "model": runs.loc[rid, "model"]})
+        diff.check_run_tokens(res.out_dir, {"run_id": rid, "model": runs.loc[rid, "model"]})
     pair = diff.pair_documents(res, run_a, other)
     if doc_ids:
         known = set(pair["doc_id"].astype(str))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from mdlbench import tables
@@ -53,18 +54,34 @@ class Tokens:
     code_length_bits: np.ndarray
 
 
-def read_run_tokens(out_dir: Path, run: Mapping[str, object]) -> dict[str, Tokens]:
-    """{doc_id: Tokens} of a run; InputError when it has no per-token rows or its tokens do not map to bytes."""
+def _tokens_path(out_dir: Path, run: Mapping[str, object]) -> Path:
+    """The run's tokens partition; InputError when it has none or its tokens do not map to bytes."""
     run_id, model = str(run["run_id"]), str(run["model"])
     path = tables.partition_dir(Path(out_dir), "tokens", run_id) / "part-0.parquet"
     if not path.is_file():
         raise InputError(f"run {run_id} ({model}) has no per-token rows in {out_dir}/tokens; score it again with "
                          "`mdlbench run ... --per-token` (same options otherwise)")
-    df = pq.read_table(path, columns=TOKEN_COLUMNS).to_pandas()
-    if (df["byte_start"] < 0).any():
-        raise InputError(f"run {run_id} ({model}): its tokenizer's tokens do not map to bytes (byte_start -1 in "
-                         "its tokens table), so its bits cannot be placed on byte spans; compare runs of byte-level "
-                         "tokenizers")
+    starts = pq.read_table(path, columns=["byte_start"]).column("byte_start")
+    if len(starts) and pc.min(starts).as_py() < 0:
+        t = pq.read_table(path, columns=["doc_id", "byte_start"]).to_pandas()
+        bad = t.loc[t["byte_start"] < 0, "doc_id"].unique()
+        raise InputError(f"run {run_id} ({model}): its tokenizer's tokens do not map to bytes (byte_start -1 in its "
+                         f"tokens table, {len(bad)} of {t['doc_id'].nunique()} documents, e.g. {bad[0]!r}), so its "
+                         "bits cannot be placed on byte spans; compare runs of byte-level tokenizers")
+    return path
+
+
+def check_run_tokens(out_dir: Path, run: Mapping[str, object]) -> None:
+    """Raise InputError unless the run has per-token rows with byte spans (read before anything is computed)."""
+    _tokens_path(out_dir, run)
+
+
+def read_run_tokens(out_dir: Path, run: Mapping[str, object],
+                    doc_ids: Sequence[str] | None = None) -> dict[str, Tokens]:
+    """{doc_id: Tokens} of a run (only ``doc_ids`` when given); InputError as check_run_tokens."""
+    path = _tokens_path(out_dir, run)
+    filters = [("doc_id", "in", list(doc_ids))] if doc_ids is not None else None
+    df = pq.read_table(path, columns=TOKEN_COLUMNS, filters=filters).to_pandas()
     df = df.sort_values(["doc_index", "token_index"], kind="stable")
     out = {}
     for doc_id, g in df.groupby("doc_id", sort=False):
@@ -134,11 +151,12 @@ def build_spans(res: Results, run_a: str, run_b: str, texts: Mapping[str, str],
     per document the spans add up to each run's code length."""
     runs = res.runs.set_index("run_id")
     ra, rb = runs.loc[run_a], runs.loc[run_b]
-    tok_a = read_run_tokens(res.out_dir, {"run_id": run_a, "model": ra["model"]})
-    tok_b = tok_a if run_b == run_a else read_run_tokens(res.out_dir, {"run_id": run_b, "model": rb["model"]})
     docs = pair_documents(res, run_a, run_b)
     if doc_ids is not None:
         docs = docs.set_index("doc_id").loc[list(doc_ids)].reset_index()
+    tok_a = read_run_tokens(res.out_dir, {"run_id": run_a, "model": ra["model"]}, doc_ids)
+    tok_b = tok_a if run_b == run_a else read_run_tokens(res.out_dir, {"run_id": run_b, "model": rb["model"]},
+                                                         doc_ids)
     out = []
     for d in docs.itertuples(index=False):
         doc_id = str(d.doc_id)

@@ -212,7 +212,8 @@ def render_page(docs: Sequence[DocumentSpans], *, corpus: str, run_a: RunLabel, 
     body = []
     for d in docs:
         bits_a, bits_b = fsum_bits(d.bits_a), fsum_bits(d.bits_b)
-        stats = f"{html.escape(d.domain or '(no domain)')} &middot; {d.n_bytes:,} bytes &middot; A {bits_a:,.1f} bits"
+        stats = (f"{html.escape(d.domain or '(no domain)')} &middot; {d.n_bytes:,} byte{'s' * (d.n_bytes != 1)} "
+                 f"&middot; A {bits_a:,.1f} bits")
         stats += f" ({_rate(bits_a, d.n_bytes)} bits/byte)"
         if diff:
             stats += (f" &middot; B {bits_b:,.1f} bits ({_rate(bits_b, d.n_bytes)} bits/byte) &middot; Δ "

@@ -41,7 +41,7 @@ from mdlbench.spans.refine import (
 from mdlbench.spans.texts import run_texts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-DOMAINS = ["prose", "prose", "prose", "mixed", "code", "poetry"]
+DOMAINS = ["prose", "", "prose", "mixed", "code", "poetry"]  # d1 has no domain
 
 
 def _bpe_model(folder: Path) -> Path:
@@ -175,6 +175,7 @@ def test_compare_spans_writes_span_diff_and_matches_compare(results, capsys):
     table = tables.read_table(out, "span_diff")
     assert set(table["pair_id"]) == {f"{a}-{b}"} and list(table.columns[:-1]) == tables.TABLES["span_diff"][1].names
     assert (table["run_id_a"] == a).all() and (table["run_id_b"] == b).all()
+    assert table.groupby("doc_id")["domain"].first().to_dict() == {f"d{i}": d for i, d in enumerate(DOMAINS)}
     assert np.array_equal(table["delta_bits"], table["bits_a"] - table["bits_b"])
     for run_id, col in ((a, "bits_a"), (b, "bits_b")):
         per_doc = table.groupby("doc_id")[col].agg(math.fsum)
@@ -185,6 +186,9 @@ def test_compare_spans_writes_span_diff_and_matches_compare(results, capsys):
     spans = {r["label"]: r for r in got["spans"]["by_domain"]}
     for d in [comp.overall, *comp.by_domain]:
         s = spans[d.label]
+        if math.isnan(d.delta):  # the domainless document is the empty one: no bytes, no rate
+            assert d.label == "(none)" and s["delta_bits_per_byte"] is None
+            continue
         assert s["delta_bits_per_byte"] == pytest.approx(d.delta, rel=1e-12)
         if not math.isnan(d.ci_low):
             assert (s["ci_low"], s["ci_high"]) == pytest.approx((d.ci_low, d.ci_high), rel=1e-9)

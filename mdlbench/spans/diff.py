@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from mdlbench import tables
 from mdlbench.codelength import bits_per_byte, fsum_bits, paired_bootstrap_diff_ci
 from mdlbench.errors import InputError
-from mdlbench.report.data import Results, paired
+from mdlbench.report.data import NO_DOMAIN, Results, paired
 from mdlbench.spans.refine import (
     SPAN_CLASSES,
     TilingError,
@@ -162,7 +162,8 @@ def build_spans(res: Results, run_a: str, run_b: str, texts: Mapping[str, str],
         doc_id = str(d.doc_id)
         if doc_id not in texts:
             raise InputError(f"document {doc_id!r} is not in the corpus texts read for run {run_a}")
-        spans = document_spans(doc_id, str(d.domain), texts[doc_id], tok_a.get(doc_id), tok_b.get(doc_id),
+        domain = "" if d.domain == NO_DOMAIN else str(d.domain)  # the documents table's value, not the label
+        spans = document_spans(doc_id, domain, texts[doc_id], tok_a.get(doc_id), tok_b.get(doc_id),
                                (f"{run_a} ({ra['model']})", f"{run_b} ({rb['model']})"))
         for label, bits, want in (("A", spans.bits_a, d.bits_a), ("B", spans.bits_b, d.bits_b)):
             got = fsum_bits(bits)
@@ -244,7 +245,7 @@ def aggregates(frame: pd.DataFrame, *, n_samples: int, seed: int) -> tuple[list[
     by_domain = [_aggregate("all", frame, doc_ids, n_samples, seed)]
     for domain, g in frame.groupby("domain", sort=True):
         ids = sorted(g["doc_id"].unique().tolist())
-        by_domain.append(_aggregate(str(domain) or "(none)", g, ids, n_samples, seed))
+        by_domain.append(_aggregate(str(domain) or NO_DOMAIN, g, ids, n_samples, seed))
     by_class = [_aggregate(c, frame[frame["span_class"] == c], doc_ids, n_samples, seed)
                 for c in SPAN_CLASSES if (frame["span_class"] == c).any()]
     return by_domain, by_class

@@ -10,7 +10,7 @@ import pandas as pd
 
 from mdlbench.codelength import bits_per_byte, fsum_bits
 from mdlbench.errors import InputError
-from mdlbench.report import figures
+from mdlbench.report import context, figures
 from mdlbench.report.data import (
     MATCHED_MODE,
     OPTIONAL_TABLES,
@@ -305,7 +305,6 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
     """Every block of the report; figures are written to ``out_dir / fig_subdir``. ``attribution`` adds the
     `mdlbench view` page of two runs with per-token rows (for HTML reports); ``context_domains`` draws the context
     curves per domain too."""
-    from mdlbench.report import context
     fig_dir = Path(out_dir) / fig_subdir
     colors = figures.model_colors(res.runs["model"].astype(str).tolist())
     show_ffn = "ffn_param_share" in res.runs.columns and res.runs["ffn_param_share"].notna().any()

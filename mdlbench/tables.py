@@ -131,6 +131,18 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("roundtrip_ok", _bool),  # decompress(compress(bytes)) == bytes
         ("encode_seconds", _f64), ("decode_seconds", _f64),
     ])),
+    # Bits against context length (mdlbench.context_curve): one row per (domain, non-empty bucket); domain "" = all.
+    "context_curve": ("run_id", pa.schema([
+        ("domain", _str), ("context_bucket_start", _i64), ("context_bucket_end", _i64), ("n_tokens", _i64),
+        ("n_bytes", _i64), ("code_length_bits", _f64), ("bits_per_token", _f64), ("bits_per_byte", _f64),
+    ])),
+    # Byte-aligned attribution between two runs (mdlbench.spans, `compare --spans`). Partition: the ordered pair
+    # "<run_id_a>-<run_id_b>", so re-running a comparison replaces exactly its own rows.
+    "span_diff": ("pair_id", pa.schema([
+        ("run_id_a", _str), ("run_id_b", _str), ("doc_id", _str), ("domain", _str), ("span_start", _i64),
+        ("span_end", _i64), ("text", _str), ("span_class", _str), ("bits_a", _f64), ("bits_b", _f64),
+        ("delta_bits", _f64),
+    ])),
 }
 
 

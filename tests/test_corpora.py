@@ -101,3 +101,14 @@ def test_manifest_create_load_and_mismatch(tmp_path, monkeypatch, jsonl_corpus):
     bad.write_text('name = "typo"\n[[sources]]\npath = "x"\nsha256 = "0"\nn_bytes = 1\ntext_feild = "t"\n')
     with pytest.raises(InputError, match="unknown key 'text_feild'; did you mean 'text_field'"):
         open_corpus("typo")
+
+
+def test_a_manifest_corpus_reopens_from_the_source_a_run_records():
+    """Corpus.source of a manifest corpus is "manifest:<path>"; open_corpus takes it back (spans.texts relies on it)."""
+    first = open_corpus("sample", max_docs=3)
+    again = open_corpus(first.source, max_docs=3)
+    assert again.source == first.source and again.name == first.name == "sample"
+    assert [d.doc_id for d in again.documents()] == [d.doc_id for d in first.documents()]
+    assert again.sha256() == first.sha256()
+    with pytest.raises(InputError, match="the manifest file is gone"):
+        open_corpus("manifest:/nonexistent/sample.toml")

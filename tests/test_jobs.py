@@ -244,3 +244,24 @@ def test_failed_run_exit_code_3_others_complete(tmp_path, corpus):
     assert r.returncode == 3, r.stderr
     statuses = [json.loads(x)["status"] for x in r.stdout.splitlines()]
     assert statuses == ["done", "failed"]
+
+
+def test_window_sweep_is_one_run_per_value(tmp_path, tiny_model_dir, corpus):
+    from conftest import run_cli
+
+    path = tmp_path / "sweep.toml"
+    path.write_text(f'models = ["{tiny_model_dir}"]\ncorpora = ["{corpus}"]\n[options]\nwindow = [8, 16, 32]\n'
+                    'stride = [4, 8, 32]\nbaselines = ["none"]\ntwo_part = ["none"]\nbootstrap_samples = 0\n')
+    assert [(v.window, v.stride) for v in load_job(path).variants] == [(8, 4), (16, 8), (32, 32)]
+    code, stdout, err = run_cli("run", str(path), "--out", str(tmp_path / "o"), "--quiet", "--json")
+    assert code == 0, err
+    assert [json.loads(line)["status"] for line in stdout.splitlines()] == ["done"] * 3
+    runs = pd.read_parquet(tmp_path / "o" / "runs")
+    assert sorted(zip(runs["window"], runs["stride"], strict=True)) == [(8, 4), (16, 8), (32, 32)]
+    path.write_text(f'models = ["{tiny_model_dir}"]\ncorpora = ["{corpus}"]\n[options]\nwindow = [8, 16]\n'
+                    'stride = [4, 8, 16]\n')
+    with pytest.raises(InputError, match=r"window \(2 values\) and stride \(3 values\) must be"):
+        load_job(path)
+    path.write_text(f'models = ["{tiny_model_dir}"]\ncorpora = ["{corpus}"]\n[options]\nwindow = [8, 0]\n')
+    with pytest.raises(InputError, match="--window 0: must be >= 1"):
+        load_job(path)

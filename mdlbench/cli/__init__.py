@@ -27,6 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "decompress": ("mdlbench.cli.decompress", "decompress a .mdlz file"),
     "report": ("mdlbench.cli.report", "Markdown/HTML report with figures from a results folder"),
     "compare": ("mdlbench.cli.compare", "paired bits/byte difference of two runs on the same documents"),
+    "view": ("mdlbench.cli.view", "one self-contained HTML page: a run's bits (or two runs' difference) on the text"),
     "ls": ("mdlbench.cli.ls", "list the runs in a results folder"),
     "gc": ("mdlbench.cli.gc", "remove incomplete leftovers from a results folder"),
     "merge": ("mdlbench.cli.merge", "assemble sharded runs once all their shards are done"),

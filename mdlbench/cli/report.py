@@ -23,7 +23,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "report.md and figures/ are written there")
     add("--runs", type=_run_list, metavar="ID,...", help="only these runs (ids, unique id prefixes or model names)")
     add("--corpus", metavar="NAME", help="only runs on this corpus")
-    add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined)")
+    add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined; "
+        "with the byte-aligned difference of two runs when both have per-token rows)")
+    add("--context-domains", action="store_true", help="also draw the context curves per domain")
     add("--regenerate-command", metavar="CMD",
         help="the command written on the report's first line (default: this `mdlbench report` command)")
 
@@ -36,6 +38,8 @@ def _report_command(args: argparse.Namespace, out: Path) -> str:
         parts += ["--corpus", args.corpus]
     if args.html:
         parts.append("--html")
+    if args.context_domains:
+        parts.append("--context-domains")
     return shlex.join(parts)
 
 
@@ -44,7 +48,8 @@ def main(args: argparse.Namespace) -> int:
 
     out = args.out or Path("reports") / (Path(args.results).resolve().name or "report")
     paths = write_report(args.results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
-                         command=args.regenerate_command or _report_command(args, out))
+                         command=args.regenerate_command or _report_command(args, out),
+                         context_domains=args.context_domains)
     for p in paths:
         print(p)
     return EXIT_OK

@@ -94,7 +94,7 @@ def _batch_size(text: str) -> int | str:
     return "auto" if text == "auto" else positive_int(text)
 
 
-def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str], list[str], RunOptions, Path]:
+def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str], list[str], list[RunOptions], Path]:
     from mdlbench.run.jobs import load_job
 
     extra = [k for k, v in vars(args).items() if k in parser_defaults and k not in INVOCATION_FLAGS
@@ -104,8 +104,8 @@ def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str
         raise InputError(f"{flags}: with a job file, put settings in its [options] table (only --out, --force, "
                          "--json, --progress/--quiet and --shard are per invocation)")
     job = load_job(args.job)
-    options = replace(job.options, force=args.force, progress=args.progress, shard=args.shard)
-    return list(job.models), list(job.corpora), options, args.out or job.out or default_out_dir()
+    variants = [replace(v, force=args.force, progress=args.progress, shard=args.shard) for v in job.variants]
+    return list(job.models), list(job.corpora), variants, args.out or job.out or default_out_dir()
 
 
 def _json_line(o: RunOutcome, out_dir: Path) -> str:
@@ -121,13 +121,13 @@ def main(args: argparse.Namespace) -> int:
 
     if args.job is not None:
         defaults = {a.dest: a.default for a in args._parser._actions} if hasattr(args, "_parser") else {}
-        models, corpora, options, results = _from_job(args, defaults)
+        models, corpora, variants, results = _from_job(args, defaults)
     else:
         models = args.models or list(DEFAULT_MODELS)
         corpora = args.corpora or [DEFAULT_CORPUS]
-        options, results = options_from_args(args), results_dir(args)
+        variants, results = [options_from_args(args)], results_dir(args)
     dist = from_env()
-    outcomes = run_benchmark(models, corpora, options, results, dist=dist)
+    outcomes = [o for options in variants for o in run_benchmark(models, corpora, options, results, dist=dist)]
     if not dist.is_leader:
         return _exit_code(outcomes)
     if args.json:

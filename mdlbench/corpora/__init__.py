@@ -23,6 +23,8 @@ from mdlbench.errors import InputError
 
 __all__ = ["Corpus", "Document", "StreamHasher", "open_corpus", "stream_sha256"]
 
+MANIFEST_PREFIX = "manifest:"  # Corpus.source of a manifest corpus: "manifest:<path of the .toml>"
+
 
 @dataclass(frozen=True)
 class Corpus:
@@ -114,6 +116,11 @@ def open_corpus(spec: str = DEFAULT_CORPUS, *, text_field: str = "text", id_fiel
         hf = HFSpec.parse(spec, revision, data_files)
         source = spec + (f"@{revision}" if revision else "") + (f"[{data_files}]" if data_files else "")
         return Corpus(spec, source, lambda: read_hf(hf, fields, errors), None, None, max_docs, max_bytes)
+    if spec.startswith(MANIFEST_PREFIX):  # Corpus.source of a manifest corpus, as recorded in a run: reopen it
+        pinned = Path(spec[len(MANIFEST_PREFIX):])
+        if not pinned.is_file():
+            raise InputError(f"{spec!r}: the manifest file is gone; give the corpus again (a path or manifest name)")
+        return _open_manifest(pinned, errors, max_docs, max_bytes)
     path = Path(spec).expanduser()
     if path.exists():
         name = path.stem if path.is_file() else path.name
@@ -125,8 +132,12 @@ def open_corpus(spec: str = DEFAULT_CORPUS, *, text_field: str = "text", id_fiel
         raise InputError(f"{spec!r}: no such file or folder, and no manifest named {spec!r} in "
                          "$MDLBENCH_MANIFESTS, ./data_manifests or the built-ins; give a path, a manifest name "
                          "(e.g. 'sample'), or hf:NAME[:CONFIG]:SPLIT")
+    return _open_manifest(manifest_path, errors, max_docs, max_bytes)
+
+
+def _open_manifest(manifest_path: Path, errors: Errors, max_docs: int | None, max_bytes: int | None) -> Corpus:
     manifest = load_manifest(manifest_path)
     verify_manifest(manifest)
     size = sum(s.n_bytes or 0 for s in manifest.sources) if all(s.path for s in manifest.sources) else None
-    return Corpus(manifest.name, f"manifest:{manifest_path}", _manifest_factory(manifest, errors), size, manifest,
-                  max_docs, max_bytes)
+    return Corpus(manifest.name, f"{MANIFEST_PREFIX}{manifest_path}", _manifest_factory(manifest, errors), size,
+                  manifest, max_docs, max_bytes)

@@ -20,7 +20,7 @@ FIGURES = "figures"
 
 
 def write_report(results_dir: Path, out: Path, *, run_ids: Sequence[str] | None = None, corpus: str | None = None,
-                 html: bool = False, command: str = "") -> list[Path]:
+                 html: bool = False, command: str = "", context_domains: bool = False) -> list[Path]:
     """Write ``out/report.md`` and ``out/figures/*.png`` (and ``out/report.html``); returns the report file(s).
 
     Raises InputError when the folder holds no runs or the selection matches none. Figures left over from an
@@ -32,7 +32,7 @@ def write_report(results_dir: Path, out: Path, *, run_ids: Sequence[str] | None 
     if (out / FIGURES).is_dir():
         shutil.rmtree(out / FIGURES)
     blocks = build_report(res, out, command=command or f"mdlbench report {results_dir} --out {out}",
-                          fig_subdir=FIGURES)
+                          fig_subdir=FIGURES, attribution=html, context_domains=context_domains)
     written = [out / REPORT_MD]
     (out / REPORT_MD).write_text(to_markdown(blocks), encoding="utf-8")
     if html:

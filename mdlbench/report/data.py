@@ -48,6 +48,7 @@ OPTIONAL_TABLES: dict[str, tuple[str, ...]] = {
     "two_part": ("mdlbench run --two-part naive,gguf-file",),  # on by default for models with parameters
     "prequential": ("mdlbench run --prequential", "mdlbench prequential -c CORPUS --out DIR"),
     "coding": ("mdlbench run --verify-coding N",),
+    "context_curve": ("mdlbench run",),  # written by every model run
 }
 
 
@@ -74,6 +75,7 @@ class Results:
     prequential_blocks: pd.DataFrame | None
     coding: pd.DataFrame | None
     absent: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> commands that fill it
+    context_curve: pd.DataFrame | None = None
 
     @property
     def corpora(self) -> list[str]:
@@ -87,18 +89,31 @@ class Results:
 
 
 def resolve_runs(runs: pd.DataFrame, wanted: Sequence[str], out_dir: Path) -> list[str]:
-    """Run ids for each of ``wanted``: a run id, a unique prefix of one, or a model name with one run."""
+    """Run ids for each of ``wanted``: a run id, a unique prefix of one, or a model name (or the ``-m`` spec it was
+    run with, e.g. ``default``) with one run."""
     ids = runs["run_id"].astype(str).tolist()
     found = []
     for w in wanted:
         hits = [i for i in ids if i == w] or [i for i in ids if i.startswith(w)] or \
-            runs.loc[runs["model"].astype(str) == w, "run_id"].astype(str).tolist()
+            runs.loc[runs["model"].astype(str) == w, "run_id"].astype(str).tolist() or \
+            [str(r.run_id) for r in runs.itertuples() if _model_spec(r) == w]
         if len(hits) != 1:
             listing = ", ".join(f"{r.run_id} ({r.model} × {r.corpus})" for r in runs.itertuples())
             what = "matches no run" if not hits else f"is ambiguous ({len(hits)} runs)"
             raise InputError(f"run {w!r} {what} in {out_dir}; give a run id (or a unique prefix) from: {listing}")
         found.append(hits[0])
     return found
+
+
+def _model_spec(run: Any) -> str | None:
+    """The ``-m`` spec a run was made with (recorded in config_json), or None."""
+    import json
+
+    raw = getattr(run, "config_json", None)
+    try:
+        return json.loads(raw).get("model_spec") if isinstance(raw, str) and raw else None
+    except ValueError:
+        return None
 
 
 def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus: str | None = None) -> Results:
@@ -143,7 +158,7 @@ def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus:
     res = Results(out_dir=out_dir, runs=runs, documents=documents, summary=by_run("summary"),
                   baselines=baselines, two_part=by_run("two_part"),
                   two_part_vs_baseline=by_run("two_part_vs_baseline"), prequential=prequential,
-                  prequential_blocks=blocks, coding=by_run("coding"))
+                  prequential_blocks=blocks, coding=by_run("coding"), context_curve=by_run("context_curve"))
     for name, how in OPTIONAL_TABLES.items():
         df = getattr(res, name)
         if df is None or df.empty:

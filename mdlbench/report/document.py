@@ -47,7 +47,16 @@ class Code:
     text: str
 
 
-Block = Heading | Para | Bullets | Table | Figure | Code
+@dataclass(frozen=True)
+class Embed:
+    """A self-contained HTML page (relative to the report folder): a link in Markdown, an inline frame in HTML."""
+
+    path: str
+    caption: str
+    height_px: int = 640
+
+
+Block = Heading | Para | Bullets | Table | Figure | Code | Embed
 
 
 def _md_cell(text: str) -> str:
@@ -73,6 +82,8 @@ def to_markdown(blocks: Sequence[Block]) -> str:
             out.append(f"![{b.caption}]({b.path})\n\n*{b.caption}*")
         elif isinstance(b, Code):
             out.append(f"```\n{b.text}\n```")
+        elif isinstance(b, Embed):
+            out.append(f"[{b.caption}]({b.path})")
     return "\n\n".join(out) + "\n"
 
 
@@ -118,5 +129,10 @@ def to_html(blocks: Sequence[Block], base_dir: Path, title: str) -> str:
                        f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
         elif isinstance(b, Code):
             out.append(f"<pre><code>{html.escape(b.text)}</code></pre>")
+        elif isinstance(b, Embed):  # srcdoc keeps the report one file; the frame isolates the page's CSS and script
+            page = (base_dir / b.path).read_text(encoding="utf-8")
+            out.append(f"<figure><iframe title=\"{html.escape(b.caption)}\" srcdoc=\"{html.escape(page)}\" "
+                       f"style=\"width:100%;height:{b.height_px}px;border:1px solid #ccc\"></iframe>"
+                       f"<figcaption>{_inline_html(b.caption)}</figcaption></figure>")
     out.append("</body></html>\n")
     return "\n".join(out)

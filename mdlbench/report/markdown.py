@@ -11,7 +11,7 @@ import pandas as pd
 from mdlbench.codelength import bits_per_byte, fsum_bits
 from mdlbench.config import UNIFORM_BYTES
 from mdlbench.errors import InputError
-from mdlbench.report import figures
+from mdlbench.report import context, figures
 from mdlbench.report.data import (
     MATCHED_MODE,
     OPTIONAL_TABLES,
@@ -168,7 +168,7 @@ def _comparison_section(res: Results, rows: Sequence[LeaderRow], fig_dir: Path, 
                  f"{comp.overall.n_docs} documents ({comp.n_unmatched} unmatched). ΔR = Σ(b_A − b_B) / Σ bytes; the CI "
                  f"resamples documents with the same indices for both models ({comp.n_samples:,} resamples, seed "
                  f"{comp.seed}), which removes the variance between documents. "
-                 f"`mdlbench compare {a.run_id} {b.run_id} --out-dir {res.out_dir}` prints the same."),
+                 f"`mdlbench compare {a.run_id} {b.run_id} --out {res.out_dir}` prints the same."),
             comparison_table(comp),
             Figure(f"{rel}/{path.name}", "ΔR overall and per domain with paired-bootstrap 95% CIs (left of 0: A "
                                          "needs fewer bits).")]
@@ -300,8 +300,11 @@ def _slug(text: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in text)[:60] or "corpus"
 
 
-def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str = "figures") -> list[Block]:
-    """Every block of the report; figures are written to ``out_dir / fig_subdir``."""
+def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str = "figures",
+                 attribution: bool = False, context_domains: bool = False) -> list[Block]:
+    """Every block of the report; figures are written to ``out_dir / fig_subdir``. ``attribution`` adds the
+    `mdlbench view` page of two runs with per-token rows (for HTML reports); ``context_domains`` draws the context
+    curves per domain too."""
     fig_dir = Path(out_dir) / fig_subdir
     colors = figures.model_colors(res.runs["model"].astype(str).tolist())
     show_ffn = "ffn_param_share" in res.runs.columns and res.runs["ffn_param_share"].notna().any()
@@ -333,6 +336,12 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
         blocks += _domain_section(res, corpus, colors, fig_dir, fig_subdir)
         if len(rows) == 2:
             blocks += _comparison_section(res, rows, fig_dir, fig_subdir)
+        # Where the bits go (context.py): context curves, window sweeps, the attribution page.
+        blocks += context.context_section(res, corpus, colors, fig_dir, fig_subdir, _slug(corpus),
+                                          by_domain=context_domains)
+        blocks += context.window_sweep_section(res, corpus, colors, fig_dir, fig_subdir, _slug(corpus))
+        if attribution:
+            blocks += context.attribution_section(res, rows, fig_dir, fig_subdir, _slug(corpus))
         blocks += _two_part_section(res, rows, colors, fig_dir, fig_subdir)
         blocks += _baselines_section(res, sha)
         blocks += _prequential_section(res, corpus, sha, preq, fig_dir, fig_subdir)

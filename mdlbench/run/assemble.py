@@ -19,6 +19,7 @@ import pyarrow as pa
 import mdlbench
 from mdlbench import tables
 from mdlbench.codelength import bits_per_byte, bits_per_char, bits_per_token, bootstrap_ratio_ci, fsum_bits
+from mdlbench.context_curve import merge_curve_rows
 from mdlbench.errors import InputError
 from mdlbench.run.state import RunState
 
@@ -94,6 +95,9 @@ def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> d
     partitions = {("runs", run_id): tables.to_arrow("runs", [run_row]),
                   ("documents", run_id): docs.replace_schema_metadata(schema_metadata),
                   ("summary", run_id): tables.to_arrow("summary", [summary])}
+    curve, _ = state.read_chunks("curve")
+    curve_rows = merge_curve_rows([curve.to_pylist()] if curve is not None else [])
+    partitions[("context_curve", run_id)] = tables.to_arrow("context_curve", curve_rows)
     if meta["per_token"]:
         tokens, _ = state.read_chunks("tokens")
         empty = tables.columns_to_arrow("tokens", {n: [] for n in tables.TABLES["tokens"][1].names})

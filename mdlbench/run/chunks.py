@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from mdlbench import tables
+from mdlbench.context_curve import combine_curves
 from mdlbench.corpora import Corpus, Document, StreamHasher
 from mdlbench.progress import Progress
 from mdlbench.run.state import RunState, Shard
@@ -106,7 +107,8 @@ def score_chunks(scorer: Scorer, corpus: Corpus, state: RunState, shard: Shard, 
     def write(k: int, codes: list[DocumentCode], seconds: float) -> None:
         docs_table = tables.to_arrow("documents", document_rows(corpus.name, codes))
         tokens_table = tables.columns_to_arrow("tokens", token_columns(codes)) if per_token else None
-        state.write_chunk(k, docs_table, tokens_table, seconds)
+        curve = combine_curves((c.doc.domain, c.curve) for c in codes if c.curve is not None)
+        state.write_chunk(k, docs_table, tokens_table, seconds, tables.to_arrow("context_curve", curve))
 
     try:
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="mdlbench-prepare") as pool, \

@@ -10,6 +10,8 @@
     checkpoint_docs = 64
 
 Unknown keys and wrong types are errors that name the key, the file and the fix (with a "did you mean").
+``window`` and ``stride`` may be lists (a window sweep): one run per value, a list paired with a list of the same
+length or with a single value (``window = [256, 512, 1024]`` with ``stride = [128, 256, 512]`` or no stride).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mdlbench.config import RunOptions, strict_from_mapping, suggest
 from mdlbench.errors import InputError
@@ -30,13 +33,33 @@ TOP_LEVEL_KEYS = ("out", "models", "corpora", "options")
 NOT_IN_JOBS = ("progress", "force", "shard")  # belong to one invocation, not to the job's definition
 
 
+SWEEPABLE = ("window", "stride")
+
+
 @dataclass(frozen=True, slots=True)
 class Job:
     path: Path
     models: tuple[str, ...]
     corpora: tuple[str, ...]
-    options: RunOptions
+    variants: tuple[RunOptions, ...]  # one per swept value; a single one without a sweep
     out: Path | None
+
+    @property
+    def options(self) -> RunOptions:
+        return self.variants[0]
+
+
+def _sweep(raw: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The [options] table once per swept value of window/stride (lists paired, a single value broadcast)."""
+    lists = {k: raw[k] for k in SWEEPABLE if isinstance(raw.get(k), list)}
+    if not lists:
+        return [raw]
+    lengths = {len(v) for v in lists.values()}
+    if len(lengths) != 1 or 0 in lengths:
+        raise InputError(f"{where}: {' and '.join(f'{k} ({len(v)} values)' for k, v in lists.items())} must be "
+                         "non-empty lists of the same length (one run per position), or single values")
+    (n,) = lengths
+    return [{**raw, **{k: v[i] for k, v in lists.items()}} for i in range(n)]
 
 
 def load_job(path: Path) -> Job:
@@ -57,12 +80,15 @@ def load_job(path: Path) -> Job:
     raw_options = data.get("options", {})
     if not isinstance(raw_options, dict):
         raise InputError(f"{path}: [options] must be a table")
-    try:
-        options = strict_from_mapping(RunOptions, raw_options, f"{path} [options]", exclude=NOT_IN_JOBS)
-    except InputError as exc:
-        raise InputError(f"{path}: {exc}" if not str(exc).startswith(str(path)) else str(exc)) from None
+    where = f"{path} [options]"
+    variants = []
+    for values in _sweep(raw_options, where):
+        try:
+            variants.append(strict_from_mapping(RunOptions, values, where, exclude=NOT_IN_JOBS))
+        except InputError as exc:
+            raise InputError(str(exc) if str(exc).startswith(str(path)) else f"{where}: {exc}") from None
     out = data.get("out")
     if out is not None and not isinstance(out, str):
         raise InputError(f"{path}: 'out' must be a string path")
     # A relative `out` is relative to the working directory, like --out.
-    return Job(path, tuple(data["models"]), tuple(data["corpora"]), options, Path(out) if out else None)
+    return Job(path, tuple(data["models"]), tuple(data["corpora"]), tuple(variants), Path(out) if out else None)

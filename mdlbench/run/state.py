@@ -104,21 +104,24 @@ class RunState:
         return json.loads((self.dir / RUN_META).read_text("utf-8"))
 
     def chunk_path(self, k: int, kind: str = "documents") -> Path:
-        return self.dir / (f"chunk-{k:08d}.parquet" if kind == "documents" else f"chunk-{k:08d}.tokens.parquet")
+        """documents: chunk-K.parquet (its presence marks the chunk done); tokens, curve: chunk-K.<kind>.parquet."""
+        return self.dir / (f"chunk-{k:08d}.parquet" if kind == "documents" else f"chunk-{k:08d}.{kind}.parquet")
 
     def chunk_done(self, k: int) -> bool:
         return self.chunk_path(k).is_file()
 
-    def write_chunk(self, k: int, documents: pa.Table, tokens: pa.Table | None, seconds: float) -> None:
-        if tokens is not None:
-            write_parquet_atomic(tokens, self.chunk_path(k, "tokens"))
+    def write_chunk(self, k: int, documents: pa.Table, tokens: pa.Table | None, seconds: float,
+                    curve: pa.Table | None = None) -> None:
+        """The chunk's other tables first, its documents last: the documents file marks the chunk done."""
+        for kind, table in (("tokens", tokens), ("curve", curve)):
+            if table is not None:
+                write_parquet_atomic(table, self.chunk_path(k, kind))
         meta = dict(documents.schema.metadata or {})
         meta[b"chunk_seconds"] = repr(seconds).encode()
         write_parquet_atomic(documents.replace_schema_metadata(meta), self.chunk_path(k))
 
     def done_chunks(self) -> list[int]:
-        return sorted(int(p.name[6:14]) for p in self.dir.glob("chunk-*.parquet") if not p.name.endswith(
-            ".tokens.parquet"))
+        return sorted(int(p.name[6:14]) for p in self.dir.glob("chunk-*.parquet") if p.name.count(".") == 1)
 
     def mark_shard(self, shard: Shard, n_docs: int, stream_sha256: str) -> None:
         write_json_atomic(self.dir / f"shard-{shard.index}-of-{shard.count}.json",
@@ -137,7 +140,7 @@ class RunState:
         parts, seconds = [], 0.0
         for k in self.done_chunks():
             path = self.chunk_path(k, kind)
-            if kind == "tokens" and not path.exists():
+            if kind != "documents" and not path.exists():
                 continue
             t = pq.read_table(path)
             parts.append(t)

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from mdlbench.context_curve import CurvePartial
 from mdlbench.corpora import Document
 
 
@@ -35,7 +36,8 @@ class DocumentCode:
     end_bits: float  # the part charged for EOS (0 with end=none)
     tokenizer_roundtrip_ok: bool
     n_forward_tokens: int = 0  # tokens the model read (throughput accounting)
-    tokens: TokenCodes | None = field(default=None)
+    tokens: TokenCodes | None = field(default=None)  # only with --per-token
+    curve: CurvePartial | None = field(default=None)  # bits by context length (context_curve.py)
 
 
 class Scorer(Protocol):

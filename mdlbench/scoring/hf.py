@@ -24,6 +24,7 @@ import torch
 
 from mdlbench.codelength import fsum_bits, nats_to_bits, uniform_bits
 from mdlbench.config import ScoringSettings
+from mdlbench.context_curve import document_curve
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError, ScoringError
 from mdlbench.mdl.params import count_parameters
@@ -121,7 +122,7 @@ class HFScorer:
         suffix = [self.eos_token_id] if self.eos_token_id is not None else []
         stream = prefix + ids + suffix
         windows = plan_windows(len(stream) - 1, self.window, self.stride)
-        spans = token_byte_spans(self.tokenizer, ids, doc.text, self._byte_level) if self.settings.per_token else None
+        spans = token_byte_spans(self.tokenizer, ids, doc.text, self._byte_level)  # context curve bytes, tokens rows
         return _Prepared(doc_index, doc, ids, stream, windows, ok, spans, [None] * len(windows))
 
     # -- the model ------------------------------------------------------------------------------------------
@@ -239,12 +240,14 @@ class HFScorer:
         symbol_bits = np.concatenate([[first_bits], per_prediction]) if uniform_first else per_prediction
         first_token_bits = float(symbol_bits[0]) if n > 0 else 0.0
         end_bits = float(symbol_bits[-1]) if self.eos_token_id is not None else 0.0
-        tokens = self._token_rows(p, symbol_bits, uniform_first) if self.settings.per_token else None
+        tokens = self._token_rows(p, symbol_bits, uniform_first)
+        curve = document_curve(tokens.context_tokens, tokens.code_length_bits, tokens.byte_start, tokens.byte_end)
         n_forward = sum(w.n_input for w in p.windows)
         return DocumentCode(p.doc_index, p.doc, n, total, first_token_bits, end_bits, p.roundtrip_ok, n_forward,
-                            tokens)
+                            tokens if self.settings.per_token else None, curve)
 
     def _token_rows(self, p: _Prepared, symbol_bits: np.ndarray, uniform_first: bool) -> TokenCodes:
+        """Per-symbol rows: ids, byte spans, context lengths and bits (the tokens table, and the context curve)."""
         n = len(p.ids)
         n_symbols = n + (1 if self.eos_token_id is not None else 0)
         context = np.zeros(n_symbols, dtype=np.int64)
@@ -252,15 +255,16 @@ class HFScorer:
         for win in p.windows:
             u = np.arange(win.score_start, win.input_end)
             context[u + offset] = u - win.input_start + 1
-        n_bytes = len(p.doc.text.encode("utf-8"))
+        n_bytes = p.doc.n_bytes
         if p.spans is not None:
-            starts = [s for s, _ in p.spans] + [n_bytes] * (n_symbols - n)
-            ends = [e for _, e in p.spans] + [n_bytes] * (n_symbols - n)
+            starts = np.fromiter((s for s, _ in p.spans), dtype=np.int64, count=n)
+            ends = np.fromiter((e for _, e in p.spans), dtype=np.int64, count=n)
+            eos = np.full(n_symbols - n, n_bytes, dtype=np.int64)  # EOS: the empty span at the end
+            starts, ends = np.concatenate([starts, eos]), np.concatenate([ends, eos])
         else:
-            starts = ends = [-1] * n_symbols
-        ids = p.ids + ([self.eos_token_id] if self.eos_token_id is not None else [])
-        return TokenCodes(np.arange(n_symbols, dtype=np.int64), np.asarray(ids, dtype=np.int64),
-                          np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64), context,
+            starts = ends = np.full(n_symbols, -1, dtype=np.int64)
+        ids = np.asarray(p.ids + ([self.eos_token_id] if self.eos_token_id is not None else []), dtype=np.int64)
+        return TokenCodes(np.arange(n_symbols, dtype=np.int64), ids, starts, ends, context,
                           np.asarray(symbol_bits, dtype=np.float64))
 
     def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[_Prepared]:

@@ -8,6 +8,7 @@ import numpy as np
 
 from mdlbench.codelength import BITS_PER_BYTE
 from mdlbench.config import UNIFORM_BYTES
+from mdlbench.context_curve import document_curve
 from mdlbench.corpora import Document
 from mdlbench.scoring.base import DocumentCode, TokenCodes
 
@@ -32,10 +33,10 @@ class UniformBytesScorer:
         for doc_index, doc in docs:
             data = doc.text.encode("utf-8")
             n = len(data)
-            tokens = None
-            if self.per_token:
-                idx = np.arange(n, dtype=np.int64)
-                tokens = TokenCodes(idx, np.frombuffer(data, dtype=np.uint8).astype(np.int64), idx, idx + 1,
-                                    np.zeros(n, dtype=np.int64), np.full(n, float(BITS_PER_BYTE)))
+            idx = np.arange(n, dtype=np.int64)
+            context, bits = np.zeros(n, dtype=np.int64), np.full(n, float(BITS_PER_BYTE))  # no model: no context
+            tokens = TokenCodes(idx, np.frombuffer(data, dtype=np.uint8).astype(np.int64), idx, idx + 1, context,
+                                bits) if self.per_token else None
             first_bits = float(BITS_PER_BYTE) if n else 0.0
-            yield DocumentCode(doc_index, doc, n, float(BITS_PER_BYTE * n), first_bits, 0.0, True, 0, tokens)
+            yield DocumentCode(doc_index, doc, n, float(BITS_PER_BYTE * n), first_bits, 0.0, True, 0, tokens,
+                               document_curve(context, bits, idx, idx + 1))

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 2  # bad job, flag, corpus, model: nothing was computed
 EXIT_RUN_FAILED = 3  # a run failed while others completed
+EXIT_ENVIRONMENT = 4  # an OS error (disk full, permissions, read-only): nothing committed; a rerun resumes
 
 
 class MdlbenchError(Exception):
@@ -21,3 +25,29 @@ class ScoringError(MdlbenchError):
     """The model produced something that is not a code (NaN/inf logits)."""
 
     exit_code = EXIT_RUN_FAILED
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM, raised in the main thread by the CLI's handler; a BaseException so that no ``except
+    Exception`` swallows it. Exit code 128 + signal number (130, 143), as a shell reports a signal."""
+
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum
+
+
+def with_path(exc: OSError, path: object) -> OSError:
+    """The same OS error naming ``path`` when it names none (pyarrow's writes raise errors without a file name)."""
+    if exc.filename is not None:
+        return exc
+    return OSError(exc.errno, exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)), str(path))
+
+
+def describe_os_error(exc: OSError) -> str:
+    """One line: the path and the cause. Example: "out/runs: No space left on device"."""
+    cause = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    return f"{exc.filename}: {cause}" if exc.filename is not None else cause

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from mdlbench.errors import with_path
+
 if TYPE_CHECKING:
     import pyarrow as pa
 
@@ -35,6 +37,8 @@ def atomic_path(path: Path) -> Iterator[Path]:
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
+    except OSError as exc:
+        raise with_path(exc, path) from exc  # a failed write names no file; say which one
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -56,7 +60,10 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     import pyarrow.parquet as pq
 
     with atomic_path(path) as tmp:
-        pq.write_table(table, tmp)
+        try:
+            pq.write_table(table, tmp)
+        except OSError as exc:
+            raise with_path(exc, path) from exc
 
 
 @contextmanager

@@ -13,18 +13,22 @@ commit forward and deletes an unmarked one; every writer calls it first.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import shutil
+import sys
 import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mdlbench.errors import InputError
+from mdlbench.errors import with_path
 from mdlbench.fsio import file_lock, write_bytes_atomic
+from mdlbench.signals import deferred
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -172,8 +176,52 @@ def partition_dir(out_dir: Path, table: str, value: str) -> Path:
     return Path(out_dir) / table / f"{key}={value}"
 
 
+PART_FILE = "part-0.parquet"
+# Beside every committed file: "<sha256> <size in bytes>" of it. Readers skip names starting with "." (pyarrow,
+# pandas) or not ending in .parquet (DuckDB and polars globs), so the record is invisible to them.
+INTEGRITY_FILE = ".part-0.sha256"
+PartitionStatus = Literal["ok", "missing", "damaged", "unverified"]
+
+
 def partition_exists(out_dir: Path, table: str, value: str) -> bool:
-    return (partition_dir(out_dir, table, value) / "part-0.parquet").is_file()
+    """A committed partition of this table and key is in the folder and matches its recorded size."""
+    return partition_status(out_dir, table, value) in ("ok", "unverified")
+
+
+def partition_status(out_dir: Path, table: str, value: str, *, verify_hash: bool = False) -> PartitionStatus:
+    """"missing" (no file), "damaged" (size, or with ``verify_hash`` sha256, differs from the record made at commit;
+    or the record is unreadable), "unverified" (written before records existed: schema version < 3), or "ok"."""
+    folder = partition_dir(out_dir, table, value)
+    part = folder / PART_FILE
+    if not part.is_file():
+        return "missing"
+    try:
+        record = (folder / INTEGRITY_FILE).read_text("ascii").split()
+    except FileNotFoundError:
+        return "unverified"
+    except (OSError, UnicodeDecodeError):
+        return "damaged"
+    if len(record) != 2 or not record[1].isdigit() or part.stat().st_size != int(record[1]):
+        return "damaged"
+    if verify_hash and _sha256(part) != record[0]:
+        return "damaged"
+    return "ok"
+
+
+def partitions(out_dir: Path, table: str) -> list[str]:
+    """Key values of the table's partitions in the folder, sorted (whatever their state)."""
+    key, _ = TABLES[table]
+    folder = Path(out_dir) / table
+    prefix = f"{key}="
+    return sorted(p.name[len(prefix):] for p in folder.glob(f"{prefix}*") if p.is_dir()) if folder.is_dir() else []
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
 
 
 COMMIT_LOCK = Path(".locks") / "commit.lock"
@@ -194,12 +242,20 @@ def commit(out_dir: Path, partitions: Mapping[tuple[str, str], pa.Table]) -> Non
 def _commit_locked(out_dir: Path, partitions: Mapping[tuple[str, str], pa.Table]) -> None:
     stage = out_dir / STAGING_DIR / uuid.uuid4().hex
     stage.mkdir(parents=True)
+    record = []
     for (table, value), arrow in partitions.items():
         target = stage / table / partition_dir(out_dir, table, value).name
         target.mkdir(parents=True)
-        pq.write_table(arrow, target / "part-0.parquet")
-    write_bytes_atomic(stage / COMMIT_MARKER, b"ok\n")
-    _roll_forward(out_dir, stage)
+        try:
+            pq.write_table(arrow, target / PART_FILE)
+            digest, size = _sha256(target / PART_FILE), (target / PART_FILE).stat().st_size
+            (target / INTEGRITY_FILE).write_text(f"{digest} {size}\n", "ascii")
+        except OSError as exc:
+            raise with_path(exc, Path(out_dir) / table) from exc
+        record.append({"table": table, "partition": value, "sha256": digest, "n_bytes": size})
+    write_bytes_atomic(stage / COMMIT_MARKER, json.dumps(record, sort_keys=True).encode())
+    with deferred():  # the renames run to the end once begun: readers never see half a commit
+        _roll_forward(out_dir, stage)
 
 
 def recover(out_dir: Path) -> None:
@@ -216,7 +272,8 @@ def _recover_locked(out_dir: Path) -> None:
         return
     for stage in sorted(staging.iterdir()):
         if (stage / COMMIT_MARKER).is_file():
-            _roll_forward(Path(out_dir), stage)
+            with deferred():
+                _roll_forward(Path(out_dir), stage)
         else:
             shutil.rmtree(stage, ignore_errors=True)
 
@@ -235,23 +292,83 @@ def _roll_forward(out_dir: Path, stage: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
-def read_table(out_dir: Path, table: str) -> pd.DataFrame:
-    """All partitions of a table as one DataFrame (empty, with the schema's columns, if there are none)."""
+def _empty_frame(table: str) -> pd.DataFrame:
     import pandas as pd
 
     key, schema = TABLES[table]
-    path = Path(out_dir) / table
-    if not any(path.glob(f"{key}=*/part-0.parquet")):
-        return pd.DataFrame({key: pd.Series(dtype="string"),
-                             **{n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in zip(schema.names,
-                                                                                       schema.types, strict=False)}})
-    # Read under the registered schema, not the first file's: a column added later (e.g. the prequential
-    # checkpoint cost) then reads as null in partitions written before it, whichever file comes first.
-    full = pa.schema([*schema, pa.field(key, pa.string())])
+    return pd.DataFrame({key: pd.Series(dtype="string"),
+                         **{n: pd.Series(dtype=t.to_pandas_dtype()) for n, t in zip(schema.names, schema.types,
+                                                                                  strict=True)}})
+
+
+def read_partition_arrow(out_dir: Path, table: str, value: str) -> pa.Table | None:
+    """One partition under the registered schema (a column added later reads as null in an older file), or None
+    when it is missing or damaged (see partition_status)."""
+    if partition_status(out_dir, table, value) not in ("ok", "unverified"):
+        return None
+    _, schema = TABLES[table]
     try:
-        df = pd.read_parquet(path, schema=full)
-    except (OSError, pa.ArrowException) as exc:
-        raise InputError(f"{path}: not a readable mdlbench Parquet table ({exc}); "
-                         f"run `mdlbench gc {out_dir}` or remove the damaged partition") from exc
+        raw = pq.read_table(partition_dir(out_dir, table, value) / PART_FILE)
+    except (OSError, pa.ArrowException):
+        return None
+    columns = []
+    for f in schema:
+        if f.name in raw.column_names:
+            try:
+                columns.append(raw.column(f.name).cast(f.type))
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+                return None
+        else:
+            columns.append(pa.nulls(raw.num_rows, f.type))
+    return pa.Table.from_arrays(columns, schema=schema)
+
+
+def read_partition(out_dir: Path, table: str, value: str) -> pd.DataFrame:
+    """One partition as a DataFrame with its key column (empty when it is missing or damaged)."""
+    arrow = read_partition_arrow(out_dir, table, value)
+    if arrow is None:
+        return _empty_frame(table)
+    key, _ = TABLES[table]
+    df = arrow.to_pandas()
+    df.insert(0, key, pd_string([value] * len(df)))
+    return df
+
+
+def pd_string(values: list[str]) -> Any:
+    import pandas as pd
+
+    return pd.Series(values, dtype="string")
+
+
+def read_table_checked(out_dir: Path, table: str) -> tuple[pd.DataFrame, list[str]]:
+    """All readable partitions of a table as one DataFrame, and the key values of the damaged ones left out
+    (size or content not as committed, or not readable as Parquet)."""
+    key, _ = TABLES[table]
+    parts, damaged = [], []
+    for value in partitions(out_dir, table):
+        arrow = read_partition_arrow(out_dir, table, value)
+        if arrow is None:
+            if partition_status(out_dir, table, value) != "missing":
+                damaged.append(value)
+            continue
+        parts.append(arrow.append_column(key, pa.array([value] * arrow.num_rows, pa.string())))
+    if not parts:
+        return _empty_frame(table), damaged
+    df = pa.concat_tables(parts).to_pandas()
     df[key] = df[key].astype("string")
+    return df, damaged
+
+
+def read_table(out_dir: Path, table: str) -> pd.DataFrame:
+    """All readable partitions of a table as one DataFrame (empty, with the schema's columns, if there are none).
+
+    Partitions are read one by one, so a damaged one (size or content not as committed) is left out with a
+    warning on stderr instead of hiding every other run: `mdlbench verify DIR` lists them, `mdlbench gc --damaged`
+    removes them, and rerunning a damaged run recomputes it.
+    """
+    df, damaged = read_table_checked(out_dir, table)
+    if damaged:
+        print(f"warning: {len(damaged)} damaged partition(s) of {Path(out_dir) / table} left out "
+              f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''}); see `mdlbench verify {out_dir}`",
+              file=sys.stderr)
     return df

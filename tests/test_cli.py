@@ -103,8 +103,8 @@ def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_model_
     code, stdout, stderr = run_cli("run", *argv, "--out", str(out), "--baselines", "none")
     assert code == 2, stderr
     error_lines = [line for line in stderr.splitlines() if "error:" in line]
-    assert len(error_lines) == 1 and match in error_lines[0], stderr
-    assert not any(p.suffix == ".parquet" for p in out.rglob("*"))  # no result files
+    assert len(error_lines) == 1 and match in error_lines[0] and "Traceback" not in stderr, stderr
+    assert not out.exists()  # nothing written, not even an empty folder
 
 
 def test_manifest_cli_and_mismatch_exit_code(tmp_path, jsonl_corpus, monkeypatch):

@@ -3,7 +3,9 @@
 Each module has ``add_arguments(parser)`` and ``main(args) -> exit code``. Only the module of the subcommand being
 run is imported (``mdlbench --help`` imports none), so no command pays for libraries it does not use.
 
-Exit codes: 0 done; 2 bad input (nothing computed, nothing written); 3 a run failed while others completed.
+Exit codes: 0 done; 2 bad input (nothing computed, nothing written); 3 a run failed while others completed;
+4 an OS error (disk full, permissions): nothing committed, a rerun resumes; 130 / 143 interrupted by SIGINT /
+SIGTERM: nothing half-committed, finished chunks kept, a rerun resumes.
 """
 
 from __future__ import annotations
@@ -12,11 +14,12 @@ import argparse
 import importlib
 import os
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import NoReturn
 
-from mdlbench import __version__
-from mdlbench.errors import EXIT_BAD_INPUT, MdlbenchError
+from mdlbench import __version__, signals
+from mdlbench.errors import EXIT_BAD_INPUT, EXIT_ENVIRONMENT, Interrupted, MdlbenchError, describe_os_error
 
 # name -> (module, one-line help)
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -31,6 +34,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "ls": ("mdlbench.cli.ls", "list the runs in a results folder"),
     "gc": ("mdlbench.cli.gc", "remove incomplete leftovers from a results folder"),
     "merge": ("mdlbench.cli.merge", "assemble sharded runs once all their shards are done"),
+    "verify": ("mdlbench.cli.verify", "check every committed file of a results folder against its recorded sha256"),
     "manifest": ("mdlbench.cli.manifest", "create a pinned corpus manifest (sha256 of every file)"),
 }
 
@@ -59,21 +63,39 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    previous = signals.install()
+    try:
+        return _main(argv)
+    finally:
+        signals.restore(previous)
+
+
+def _main(argv: Sequence[str] | None) -> int:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # we tokenize in our own thread
     argv = list(sys.argv[1:] if argv is None else argv)
-    parser = build_parser(argv)
+    command = "mdlbench"
     try:
-        args = parser.parse_args(argv)
-    except SystemExit as exc:  # --help, --version, or a usage error (already printed)
-        return int(exc.code or 0)
-    if args.command is None:
-        parser.print_help()
-        return EXIT_BAD_INPUT
-    try:
+        parser = build_parser(argv)
+        try:
+            args = parser.parse_args(argv)
+        except SystemExit as exc:  # --help, --version, or a usage error (already printed)
+            return int(exc.code or 0)
+        if args.command is None:
+            parser.print_help()
+            return EXIT_BAD_INPUT
+        command = f"mdlbench {args.command}"
         return int(args._main(args) or 0)
     except MdlbenchError as exc:
-        print(f"mdlbench {args.command}: error: {exc}", file=sys.stderr)
+        print(f"{command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("mdlbench: interrupted; nothing was committed for the run in progress", file=sys.stderr)
-        return 130
+    except OSError as exc:
+        if os.environ.get("MDLBENCH_TRACEBACK"):
+            traceback.print_exc()
+        print(f"{command}: error: {describe_os_error(exc)}; nothing was committed — free disk space or fix the "
+              "folder's permissions, then rerun (finished chunks are kept and resume)", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except (Interrupted, KeyboardInterrupt) as exc:
+        code = exc.exit_code if isinstance(exc, Interrupted) else 130
+        print(f"{command}: interrupted ({exc or 'SIGINT'}); nothing half-committed — rerun to resume from the last "
+              "finished chunk", file=sys.stderr)
+        return code

@@ -1,6 +1,7 @@
 """`mdlbench decompress`: decode a .mdlz file written by `mdlbench compress`, checking it byte for byte.
 
-    mdlbench decompress book.txt.mdlz -o book.txt            # loads the model recorded in the file
+    mdlbench decompress book.txt.mdlz -o book.txt            # the local model recorded in the file, if its
+                                                             # weights' sha256 matches (a hub id needs --model)
     mdlbench decompress book.txt.mdlz -o book.txt --model ./my-model-folder
 
 The model's weights and tokenizer must be the ones that compressed the file (their sha256 are checked first);
@@ -13,11 +14,13 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
 
 from mdlbench.cli.args import add_progress_args, positive_int
 from mdlbench.cli.compress import read_input, set_threads, symbol_progress, write_output
-from mdlbench.config import DEVICES, UNIFORM_BYTES
+from mdlbench.config import DEFAULT_MODEL, DEVICES, UNIFORM_BYTES
 from mdlbench.errors import EXIT_OK, InputError
+from mdlbench.scoring.identity import ModelIdentity, identify_model
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +45,15 @@ def _output_path(args: argparse.Namespace) -> Path:
     return Path(name[: -len(SUFFIX)])
 
 
+def trusted_model(identity: ModelIdentity, recorded: dict[str, Any], source: Path) -> None:
+    """A file names a local model to load; decompress loads it without ``--model`` only when its weights (hashed
+    from the files, before anything loads) are the ones that compressed the file."""
+    if identity.weights_sha256 != recorded.get("sha256"):
+        raise InputError(f"{source} names the model {identity.spec!r}, but the weights there have sha256 "
+                         f"{identity.weights_sha256[:12]}…, not the {str(recorded.get('sha256'))[:12]}… that "
+                         "compressed the file; pass --model with the model that did")
+
+
 def main(args: argparse.Namespace) -> int:
     from mdlbench.coding.coder import decompress_bytes, environment_warnings, read
 
@@ -59,15 +71,23 @@ def main(args: argparse.Namespace) -> int:
         if spec == UNIFORM_BYTES:
             raise InputError(f"{args.input} was coded with model {recorded.get('name')!r}, not {UNIFORM_BYTES}; "
                              f"pass --model {recorded.get('spec')!r}")
-        from mdlbench.scoring.models import load_model
+        from mdlbench.scoring.models import load_identified
 
+        if args.model is None and (recorded.get("format") == "hub" or not (
+                spec == DEFAULT_MODEL or Path(spec).exists())):
+            raise InputError(f"{args.input} names the model {spec!r}, which is not a local file or folder here; "
+                             "decompress does not fetch a model named by a file: pass --model with the model that "
+                             "compressed it")
         try:
-            model = load_model(spec, revision=recorded.get("revision") or None, dtype=recorded.get("dtype", "float32"),
-                               device=args.device or env.get("device", "cpu"),
-                               boundary_token=recorded.get("boundary_token"))
+            identity = identify_model(spec, revision=recorded.get("revision") or None,
+                                      boundary_token=recorded.get("boundary_token"))
         except InputError as exc:
             hint = "" if args.model else " (the spec recorded in the file; pass --model to point at the model)"
             raise InputError(f"{exc}{hint}") from exc
+        if args.model is None:
+            trusted_model(identity, recorded, args.input)
+        model = load_identified(identity, dtype=recorded.get("dtype", "float32"),
+                                device=args.device or env.get("device", "cpu"))
         for warning in environment_warnings(meta, model):
             print(f"warning: {warning}", file=sys.stderr)
     elif args.model and args.model != recorded.get("spec") and args.progress != "none":

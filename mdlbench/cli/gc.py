@@ -1,5 +1,5 @@
 """`mdlbench gc DIR`: remove what no finished or running run needs (unmarked staging, progress of dead runs,
-stray temporary files)."""
+stray temporary files); with `--damaged`, also every committed partition whose file is not what was committed."""
 
 from __future__ import annotations
 
@@ -10,12 +10,15 @@ from pathlib import Path
 from mdlbench import tables
 from mdlbench.cli.ls import require_dir
 from mdlbench.fsio import file_lock
+from mdlbench.run.integrity import damaged_partitions, remove_partition
 from mdlbench.run.state import is_busy, runs_in_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="results folder")
     parser.add_argument("--dry-run", action="store_true", help="only say what would be removed")
+    parser.add_argument("--damaged", action="store_true", help="also remove damaged partitions (sha256 or size not "
+                        "as committed; see `mdlbench verify`): a rerun then recomputes those runs")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -34,8 +37,12 @@ def main(args: argparse.Namespace) -> int:
         removed.append(tmp)
         if not args.dry_run:
             tmp.unlink(missing_ok=True)
+    if args.damaged:
+        for table, value in damaged_partitions(args.dir, verify_hash=True):
+            removed.append(remove_partition(args.dir, table, value) if not args.dry_run else
+                           tables.partition_dir(args.dir, table, value))
     verb = "would remove" if args.dry_run else "removed"
     for path in removed:
         print(f"{verb} {path}")
-    print(f"{verb} {len(removed)} incomplete leftover(s)")
+    print(f"{verb} {len(removed)} leftover(s)" + (" and damaged partition(s)" if args.damaged else ""))
     return 0

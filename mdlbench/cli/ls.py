@@ -1,4 +1,5 @@
-"""`mdlbench ls DIR`: the runs in a results folder — complete, running, resumable or awaiting merge."""
+"""`mdlbench ls DIR`: the runs in a results folder, each once — complete, damaged, running, resumable or awaiting
+merge; `--verify` also checks every committed file's sha256."""
 
 from __future__ import annotations
 
@@ -8,11 +9,14 @@ from pathlib import Path
 from mdlbench import tables
 from mdlbench.cli.fmt import format_table
 from mdlbench.errors import InputError
+from mdlbench.run.integrity import run_health
 from mdlbench.run.state import is_busy, runs_in_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("dir", type=Path, help="results folder")
+    parser.add_argument("--verify", action="store_true", help="also check the sha256 of every committed file "
+                        "(reads them all; sizes are always checked)")
 
 
 def require_dir(path: Path) -> None:
@@ -22,12 +26,28 @@ def require_dir(path: Path) -> None:
 
 def main(args: argparse.Namespace) -> int:
     require_dir(args.dir)
-    runs = tables.read_table(args.dir, "runs")
-    summary = tables.read_table(args.dir, "summary")
+    health = run_health(args.dir, verify_hash=args.verify)
+    runs, unreadable_runs = tables.read_table_checked(args.dir, "runs")
+    summary, unreadable_summaries = tables.read_table_checked(args.dir, "summary")
+    for table, values in (("runs", unreadable_runs), ("summary", unreadable_summaries)):
+        for value in values:
+            if table not in health.setdefault(value, []):
+                health[value].append(table)
     merged = runs.merge(summary[["run_id", "n_docs", "bits_per_byte"]], on="run_id", how="left")
-    rows = [[r.run_id, str(r.model)[:40], r.corpus, "complete", int(r.n_docs), float(r.bits_per_byte),
-             r.finished_at] for r in merged.sort_values("finished_at").itertuples()]
+    rows, listed = [], set()
+    for r in merged.sort_values("finished_at").itertuples():
+        damaged = health.get(r.run_id, [])
+        status = f"damaged ({', '.join(damaged)})" if damaged else "complete"
+        rows.append([r.run_id, str(r.model)[:40], r.corpus, status,
+                     int(r.n_docs) if r.n_docs == r.n_docs else 0, float(r.bits_per_byte), r.finished_at])
+        listed.add(r.run_id)
+    for run_id, damaged in health.items():  # damaged beyond reading its own row
+        if damaged and run_id not in listed:
+            rows.append([run_id, "?", "?", f"damaged ({', '.join(damaged)})", 0, float("nan"), ""])
+            listed.add(run_id)
     for state, meta in runs_in_progress(args.dir):
+        if state.run_id in listed:
+            continue  # a finished run's progress left by a kill after its commit: the next run removes it
         chunks = len(state.done_chunks())
         markers = state.shard_markers()
         status = "running" if is_busy(state) else (

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdlbench.config import DEFAULT_CORPUS
@@ -26,6 +26,15 @@ __all__ = ["Corpus", "Document", "StreamHasher", "open_corpus", "stream_sha256"]
 MANIFEST_PREFIX = "manifest:"  # Corpus.source of a manifest corpus: "manifest:<path of the .toml>"
 
 
+@dataclass(frozen=True, slots=True)
+class CorpusStats:
+    """What a full read of a corpus found: documents, UTF-8 bytes, and the sha256 of the exact document stream."""
+
+    n_docs: int
+    n_bytes: int
+    sha256: str
+
+
 @dataclass(frozen=True)
 class Corpus:
     """A named corpus. ``documents()`` starts a fresh stream each call; nothing is held in memory."""
@@ -37,6 +46,37 @@ class Corpus:
     manifest: Manifest | None = None
     max_docs: int | None = None
     max_bytes: int | None = None
+    _scanned: list[CorpusStats] = field(default_factory=list, compare=False, repr=False)  # scan()'s memo
+
+    @property
+    def streamed(self) -> bool:
+        """A Hugging Face stream (or a manifest of one): too big or too remote to read twice, so not pre-scanned."""
+        if self.manifest is not None:
+            return any(s.hf is not None for s in self.manifest.sources)
+        return self.source.startswith("hf:")
+
+    def scan(self) -> CorpusStats:
+        """Read every document once — decoding, fields, types, ids, the selection — and count it: the check that
+        lets a run refuse a bad corpus before it writes anything, and the exact totals for its progress. Raises
+        InputError for the first bad record, or for a corpus with no documents. Remembered per Corpus object."""
+        if not self._scanned:
+            hasher = StreamHasher()
+            n_docs = n_bytes = 0
+            for doc in self.documents():
+                hasher.update(doc)
+                n_docs += 1
+                n_bytes += doc.n_bytes
+            if n_docs == 0:
+                raise InputError(f"{self.source}: no documents{self.selection_note()}; give a corpus with at least "
+                                 "one document")
+            self._scanned.append(CorpusStats(n_docs, n_bytes, hasher.hexdigest()))
+        return self._scanned[0]
+
+    def selection_note(self) -> str:
+        parts = [f"--max-docs {self.max_docs}" if self.max_docs is not None else "",
+                 f"--max-bytes {self.max_bytes}" if self.max_bytes is not None else ""]
+        chosen = " and ".join(p for p in parts if p)
+        return f" within {chosen}" if chosen else ""
 
     def documents(self) -> Iterator[Document]:
         n_docs = 0

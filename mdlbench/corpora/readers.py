@@ -48,6 +48,21 @@ def decode_utf8(data: bytes, where: str, errors: Errors, base_offset: int = 0) -
     return text, n_replaced
 
 
+def check_code_points(text: str, where: str, errors: Errors) -> tuple[str, int]:
+    """A decoded text that UTF-8 can encode, and how many characters were replaced: a JSON string can spell a lone
+    surrogate ("\\udc80"), which is no character at all. Strict mode names its position; replace mode turns each
+    into U+FFFD and counts it."""
+    try:
+        text.encode("utf-8")
+        return text, 0
+    except UnicodeEncodeError as exc:
+        if errors == "strict":
+            raise InputError(f"{where}: a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start} is "
+                             "not text; fix the record or pass --errors replace to score it as U+FFFD") from None
+    cleaned = "".join("\ufffd" if "\ud800" <= c <= "\udfff" else c for c in text)
+    return cleaned, sum(1 for c in text if "\ud800" <= c <= "\udfff")
+
+
 def read_text_file(path: Path, fields: FieldSpec, errors: Errors, doc_id: str | None = None) -> Iterator[Document]:
     """A .txt file is one document."""
     try:
@@ -76,11 +91,12 @@ def _record_to_document(record: dict, where: str, index: int, fields: FieldSpec,
                          "pass --text-field NAME")
     text = record[fields.text_field]
     if text is None:
-        text = ""
+        raise InputError(f"{where}: record {index} field {fields.text_field!r} is null, not text; give every record "
+                         "a text (an empty document is \"\"), or drop the record")
     if isinstance(text, bytes):
         text, n_replaced = decode_utf8(text, f"{where} record {index}", errors)
     elif isinstance(text, str):
-        n_replaced = 0
+        text, n_replaced = check_code_points(text, f"{where} record {index}", errors)
     else:
         raise InputError(f"{where}: record {index} field {fields.text_field!r} is {type(text).__name__}, "
                          "not text; pass --text-field with a string field")
@@ -120,7 +136,7 @@ def read_jsonl(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Docume
                                  "with a text field")
             doc = _record_to_document(record, str(path), line_no, fields, errors, f"{path.name}:{line_no}")
             # Invalid bytes can only sit inside JSON strings (else json.loads fails): charge them to this record.
-            yield dataclasses.replace(doc, n_replaced_bytes=n_replaced) if n_replaced else doc
+            yield dataclasses.replace(doc, n_replaced_bytes=doc.n_replaced_bytes + n_replaced) if n_replaced else doc
 
 
 def read_parquet(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Document]:

@@ -91,6 +91,15 @@ class BaselineRunner:
         df = tables.read_table(self.out_dir, "baselines")
         return df[(df["corpus_sha256"] == corpus_sha256) & df["compressor"].isin(self.names)]
 
+    def terminate(self) -> None:
+        """Stop the child now (an interrupt or a failure): its rows are committed atomically or not at all."""
+        if self.pool is not None:
+            # concurrent.futures has no public way to stop a running task; its worker processes are kept here.
+            for process in list(getattr(self.pool, "_processes", {}).values()):
+                process.terminate()
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
     def close(self) -> None:
         if self.pool is not None:
             self.pool.shutdown(wait=True, cancel_futures=True)

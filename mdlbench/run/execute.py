@@ -29,7 +29,7 @@ from mdlbench.run.background import BaselineRunner, baseline_names
 from mdlbench.run.chunks import score_chunks
 from mdlbench.run.distributed import DistContext
 from mdlbench.run.plan import PlannedRun, plan_model_run, plan_uniform_run, run_id
-from mdlbench.run.state import SINGLE, RunState, Shard
+from mdlbench.run.state import SINGLE, RunState, Shard, is_busy
 from mdlbench.scoring.identity import ModelIdentity, identify_model, probe_device_type
 from mdlbench.scoring.models import LoadedModel
 
@@ -75,7 +75,8 @@ class ModelSlot:
 
         if self._loaded is None:
             assert self.identity is not None
-            log(f"loading model {self.spec!r} ...")
+            if self.options.progress != "none":
+                log(f"loading model {self.spec!r} ...")
             self._loaded = load_identified(self.identity, dtype=self.options.dtype, device=self.options.device,
                                            trust_remote_code=self.options.trust_remote_code)
         return self._loaded
@@ -96,9 +97,9 @@ def open_kwargs(options: RunOptions) -> dict[str, Any]:
 
 
 def _runs_row(out_dir: Path, rid: str) -> dict[str, Any]:
-    runs = tables.read_table(out_dir, "runs")
-    match = runs[runs["run_id"] == rid]
-    return match.iloc[0].to_dict() if len(match) else {}
+    """The run's own row, read from its own partition (a damaged partition of another run cannot hide it)."""
+    row = tables.read_partition(out_dir, "runs", rid)
+    return row.iloc[0].to_dict() if len(row) else {}
 
 
 def _missing_extras(out_dir: Path, rid: str, row: dict[str, Any], options: RunOptions, leader_extras: bool) -> bool:
@@ -108,6 +109,26 @@ def _missing_extras(out_dir: Path, rid: str, row: dict[str, Any], options: RunOp
     codes = requested_codes(options.two_part, int(row.get("n_params") or 0))
     return bool(extras.missing_two_part(out_dir, rid, codes, str(row.get("model_format")))) or \
         extras.coding_missing(out_dir, rid, options.verify_coding)
+
+
+def _drop_leftovers(state: RunState, log: Log) -> None:
+    """A run found complete owns no progress folder any more (one left by a kill just after its commit)."""
+    if state.dir.exists() and not is_busy(state):
+        log(f"run {state.run_id}: removing the progress folder its commit left behind")
+        state.remove()
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """The results folder is a folder, or can be made one: refused (nothing written) when it or an ancestor is a
+    file."""
+    probe = Path(out_dir)
+    while not probe.exists():
+        if probe.parent == probe:
+            return
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == Path(out_dir) else f"is under {probe}, which is a file"
+        raise InputError(f"--out {out_dir}: {what}; give a folder for the results (it is created if missing)")
 
 
 def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
@@ -128,11 +149,26 @@ def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, ou
         if options.force and dist.is_leader and shard.count == 1:
             state.clear()
         dist.barrier()
+        fresh = not state.dir.exists()
         state.ensure(meta)
+        stats = corpus.scan() if not corpus.streamed else None
         progress = Progress(label + (f" [shard {shard}]" if shard.count > 1 else ""),
-                            total_bytes=corpus.size_hint_bytes, mode=options.progress)
-        n_docs, corpus_sha = score_chunks(plan.scorer, corpus, state, shard, chunk_docs=options.checkpoint_docs,
-                                          per_token=options.per_token, progress=progress)
+                            total_docs=stats.n_docs if stats else None,
+                            total_bytes=stats.n_bytes if stats else corpus.size_hint_bytes, mode=options.progress)
+        try:
+            n_docs, corpus_sha = score_chunks(plan.scorer, corpus, state, shard, chunk_docs=options.checkpoint_docs,
+                                              per_token=options.per_token, progress=progress)
+        except MdlbenchError:
+            # A record that turned out bad late in a stream (or a model that failed): the run cannot finish as
+            # it is, so what this invocation began is removed; a run resumed from earlier chunks keeps them.
+            if fresh:
+                state.remove()
+            raise
+        if n_docs == 0:
+            if fresh:
+                state.remove()
+            raise InputError(f"{corpus.source}: no documents{corpus.selection_note()}; give a corpus with at least "
+                             "one document")
         progress.close()
         state.mark_shard(shard, n_docs, corpus_sha)
     dist.barrier()
@@ -173,70 +209,115 @@ def _add_extras(plan: PlannedRun, outcome: RunOutcome, corpus: Corpus, options: 
         tables.commit(out_dir, extras.coding_partition(plan, corpus, options.verify_coding))
 
 
-def _one_run(slot: ModelSlot, corpus_spec: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
-             dist: DistContext, baselines: BaselineRunner, leader_extras: bool, log: Log) -> RunOutcome:
-    label = f"{slot.name} × {corpus.name}"
-    if not options.force:
-        # Recognise a finished run from files alone: no torch, no weights.
-        rid = run_id(slot.identity, corpus, options, probe_device_type(options.device))
-        if RunState(out_dir, rid).is_complete():
-            row = _runs_row(out_dir, rid)
-            if not _missing_extras(out_dir, rid, row, options, leader_extras):
-                log(f"run {rid} ({label}) is already complete in {out_dir}; skipping (--force recomputes)")
-                if leader_extras:
-                    baselines.start(corpus_spec, open_kwargs(options), corpus_sha256=str(row["corpus_sha256"]))
-                return RunOutcome(rid, slot.name, corpus.name, "reused", read_summary(out_dir, rid),
-                                  corpus_sha256=str(row["corpus_sha256"]))
-    plan = slot.plan(corpus, log)
+@dataclass
+class Pair:
+    """One (model, corpus) run of the job, and what a look at the results folder found for it."""
+
+    slot: ModelSlot
+    corpus_spec: str
+    corpus: Corpus
+    reused: RunOutcome | None = None  # finished, with every extra: nothing to load or write
+
+    @property
+    def label(self) -> str:
+        return f"{self.slot.name} × {self.corpus.name}"
+
+
+def _reusable(pair: Pair, options: RunOptions, out_dir: Path, leader_extras: bool) -> RunOutcome | None:
+    """The outcome of a finished run that lacks nothing, recognised from files alone (no torch, no weights)."""
+    if options.force:
+        return None
+    rid = run_id(pair.slot.identity, pair.corpus, options, probe_device_type(options.device))
+    if not RunState(out_dir, rid).is_complete():
+        return None
+    row = _runs_row(out_dir, rid)
+    if _missing_extras(out_dir, rid, row, options, leader_extras):
+        return None
+    return RunOutcome(rid, pair.slot.name, pair.corpus.name, "reused", read_summary(out_dir, rid),
+                      corpus_sha256=str(row["corpus_sha256"]))
+
+
+def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist: DistContext,
+             baselines: BaselineRunner, leader_extras: bool, log: Log) -> RunOutcome:
+    if pair.reused is not None:
+        log(f"run {pair.reused.run_id} ({pair.label}) is already complete in {out_dir}; skipping (--force "
+            "recomputes)")
+        _drop_leftovers(RunState(out_dir, pair.reused.run_id), log)
+        if leader_extras:
+            baselines.start(pair.corpus_spec, open_kwargs(options), corpus_sha256=pair.reused.corpus_sha256)
+        return pair.reused
+    plan = pair.slot.plan(pair.corpus, log)
     if leader_extras:
         # Baselines start once a run on the corpus is known to be valid: bad input writes nothing.
-        baselines.start(corpus_spec, open_kwargs(options))
-    if RunState(out_dir, plan.run_id).is_complete() and not options.force:
-        log(f"run {plan.run_id} ({label}) is already complete in {out_dir}; adding what it lacks")
-        outcome = RunOutcome(plan.run_id, slot.name, corpus.name, "reused", read_summary(out_dir, plan.run_id))
+        baselines.start(pair.corpus_spec, open_kwargs(options))
+    state = RunState(out_dir, plan.run_id)
+    if state.is_complete() and not options.force:
+        log(f"run {plan.run_id} ({pair.label}) is already complete in {out_dir}; adding what it lacks")
+        _drop_leftovers(state, log)
+        outcome = RunOutcome(plan.run_id, pair.slot.name, pair.corpus.name, "reused",
+                             read_summary(out_dir, plan.run_id))
     else:
-        outcome = _score(plan, label, corpus, options, out_dir, shard, dist, log)
+        outcome = _score(plan, pair.label, pair.corpus, options, out_dir, shard, dist, log)
     if outcome.status in ("done", "reused"):
         outcome.corpus_sha256 = str(_runs_row(out_dir, plan.run_id).get("corpus_sha256", ""))
         if leader_extras:
-            _add_extras(plan, outcome, corpus, options, out_dir, baselines, corpus_spec, log)
+            _add_extras(plan, outcome, pair.corpus, options, out_dir, baselines, pair.corpus_spec, log)
     return outcome
 
 
 def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], options: RunOptions, out_dir: Path,
                   *, log: Log | None = None, dist: DistContext | None = None) -> list[RunOutcome]:
     """Every corpus under every model, one run per pair, plus the extras. A failing run is reported and the
-    others go on."""
+    others go on.
+
+    Validate, then write: every spec is resolved, every model identified, the results folder checked, and every
+    local corpus that a run still needs is read in full (decoding, fields, ids, the selection) before the first
+    file is written, so bad input leaves the results folder as it was. Streamed (hf:) corpora cannot be read in
+    advance; a bad record found late removes what its run wrote.
+    """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     dist = dist or DistContext()
     out_dir = Path(out_dir)
     if dist.enabled and options.shard:
         raise InputError("--shard and torchrun both split the work; use one of them")
     shard = dist.shard if dist.enabled else (Shard.parse(options.shard) if options.shard else SINGLE)
+    check_out_dir(out_dir)
     corpora = [open_corpus(s, **open_kwargs(options)) for s in corpus_specs]
     slots = [ModelSlot(spec, options) for spec in model_specs]
     # Prequential settings are checked now, so that a bad one fails before anything is scored or written.
     prequential = _prequential_inputs(options) if options.prequential else None
     leader_extras = dist.is_leader and shard.count == 1
-    baselines = BaselineRunner(out_dir, baseline_names(options.baselines) if leader_extras else [])
+    names = baseline_names(options.baselines) if leader_extras else []
+    pairs = [Pair(slot, spec, corpus) for slot in slots for spec, corpus in zip(corpus_specs, corpora, strict=True)]
+    for pair in pairs:
+        pair.reused = _reusable(pair, options, out_dir, leader_extras)
+    needed = {id(p.corpus): p.corpus for p in pairs if p.reused is None}
+    if prequential is not None:
+        needed.update({id(c): c for c in corpora})
+    for corpus in needed.values():
+        if not corpus.streamed:
+            corpus.scan()
+    baselines = BaselineRunner(out_dir, names)
     if dist.is_leader:
         tables.recover(out_dir)
     outcomes: list[RunOutcome] = []
-    single = len(slots) * len(corpora) == 1
     try:
-        for slot in slots:
-            for corpus_spec, corpus in zip(corpus_specs, corpora, strict=True):
-                try:
-                    outcomes.append(_one_run(slot, corpus_spec, corpus, options, out_dir, shard, dist, baselines,
-                                             leader_extras, log))
-                except MdlbenchError as exc:
-                    if single:
-                        raise
-                    log(f"error: run {slot.name} × {corpus.name} failed: {exc}")
-                    outcomes.append(RunOutcome("", slot.name, corpus.name, "failed", {}, str(exc), exc.exit_code))
-            slot.release()
+        for i, pair in enumerate(pairs):
+            try:
+                outcomes.append(_one_run(pair, options, out_dir, shard, dist, baselines, leader_extras, log))
+            except MdlbenchError as exc:
+                if len(pairs) == 1:
+                    raise
+                log(f"error: run {pair.label} failed: {exc}")
+                outcomes.append(RunOutcome("", pair.slot.name, pair.corpus.name, "failed", {}, str(exc),
+                                           exc.exit_code))
+            if i + 1 == len(pairs) or pairs[i + 1].slot is not pair.slot:
+                pair.slot.release()
         if leader_extras:
             _attach_comparisons(outcomes, corpus_specs, corpora, options, out_dir, baselines, prequential)
+    except BaseException:
+        baselines.terminate()  # an interrupt or error: the child's work is lost anyway, do not wait for it
+        raise
     finally:
         baselines.close()
     return outcomes

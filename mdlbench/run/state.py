@@ -30,6 +30,8 @@ from mdlbench.errors import InputError
 from mdlbench.fsio import is_locked, write_json_atomic, write_parquet_atomic
 
 PROGRESS_DIR = ".progress"
+CORE_TABLES = ("runs", "documents", "summary")  # what every committed run has
+OPTIONAL_CORE_TABLES = ("tokens", "context_curve")  # committed with the run when present
 LOCK_DIR = ".locks"
 RUN_META = "run.json"
 
@@ -77,10 +79,24 @@ class RunState:
 
     # state ---------------------------------------------------------------------------------------------------
     def is_complete(self) -> bool:
-        return tables.partition_exists(self.out_dir, "runs", self.run_id)
+        """Committed, and every core partition of the run intact (sizes as recorded at commit); a damaged run is
+        not complete, so a rerun recomputes it."""
+        return all(tables.partition_exists(self.out_dir, t, self.run_id) for t in CORE_TABLES) and all(
+            tables.partition_status(self.out_dir, t, self.run_id) != "damaged" for t in OPTIONAL_CORE_TABLES)
 
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def remove(self) -> None:
+        """The progress folder and the run's lock files, as if the run had never started here."""
+        self.clear()
+        for lock in (self.out_dir / LOCK_DIR).glob(f"{self.run_id}.*.lock"):
+            lock.unlink(missing_ok=True)
+        for folder in (self.out_dir / PROGRESS_DIR, self.out_dir / LOCK_DIR, self.out_dir):
+            try:
+                folder.rmdir()  # only when empty: a results folder this run created leaves no trace
+            except OSError:
+                break
 
     def ensure(self, meta: dict[str, Any]) -> dict[str, Any]:
         """Create the folder with the run's metadata, or check an existing one is for the same run."""

@@ -106,7 +106,9 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
                     trust_remote_code: bool = False) -> LoadedModel:
     """Load the causal LM and tokenizer a ModelIdentity names."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
 
+    transformers_logging.disable_progress_bar()  # mdlbench reports its own progress; stderr stays readable
     torch_dtype = _torch_dtype(dtype)
     resolved_device = resolve_device(device)
     kwargs: dict[str, Any] = {"trust_remote_code": trust_remote_code}
@@ -119,9 +121,12 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
             # transformers' GGUF conversion falls back to GPT-2's split for names it does not know.
             rebuild(tokenizer, read_declared_cached(identity.gguf_file, identity.weights_sha256), identity.gguf_file)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
-    except (OSError, ValueError, KeyError) as exc:
+    except InputError:
+        raise
+    except Exception as exc:  # truncated safetensors, refused pickles, bad configs: each one line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model {identity.spec!r} could not be loaded: {first[:200]}; {HELP_GET_MODEL}") from None
+        raise InputError(f"model {identity.spec!r} could not be loaded ({type(exc).__name__}: {first[:200]}); "
+                         f"check the files, or {HELP_GET_MODEL}") from None
     model.eval()
     model.to(resolved_device)
     boundary = identity.boundary_token

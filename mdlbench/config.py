@@ -194,6 +194,28 @@ def validate(options: Any) -> None:
 
 
 @dataclass(frozen=True, slots=True)
+class CorpusEntry:
+    """One corpus of a job: its spec and display name, and how to read it where it differs from the run's options
+    (None: the run's ``text_field``, ``id_field``, ``data_files``, ``corpus_revision``; no ``domain`` label)."""
+
+    spec: str
+    name: str | None = None
+    text_field: str | None = None
+    id_field: str | None = None
+    data_files: str | None = None
+    revision: str | None = None
+    domain: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ModelEntry:
+    """One model of a job: its spec and display name (None: the name its files give)."""
+
+    spec: str
+    name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ScoringSettings:
     """How a document becomes a code, resolved for one model. Every field changes numbers except batch_size
     (None: auto), which must not."""

@@ -33,12 +33,16 @@ from mdlbench.signals import deferred
 if TYPE_CHECKING:
     import pandas as pd
 
-# 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params; 3: runs.pre_tokenizer
+# 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params. 3: runs.pre_tokenizer; model and corpus
+# columns in every table keyed by a run; runs.started_at/finished_at as UTC timestamps (strings before); integrity
+# records beside every file; context_curve, span_diff.
 SCHEMA_VERSION = "3"
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"
 
 _f64, _i64, _str, _bool = pa.float64(), pa.int64(), pa.string(), pa.bool_()
+_ts = pa.timestamp("s", tz="UTC")
+RUN_NAMES = [("model", _str), ("corpus", _str)]  # first in every table keyed by a run: readable without a join
 
 # Table name -> (partition key, schema of the columns stored in the files). The partition key is not stored
 # in the files; Hive partitioning adds it back on read. Column order here is the order on disk.
@@ -54,11 +58,11 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("params_lm_head", _i64), ("params_other", _i64), ("n_layers", _i64), ("d_model", _i64), ("d_ff", _i64),
         ("n_heads", _i64), ("context_length", _i64), ("ffn_ratio", _f64), ("ffn_param_share", _f64),
         ("valid_code", _bool), ("errors", _str), ("bootstrap_samples", _i64), ("seed", _i64),
-        ("started_at", _str), ("finished_at", _str), ("mdlbench_version", _str), ("scoring_code_version", _str),
+        ("started_at", _ts), ("finished_at", _ts), ("mdlbench_version", _str), ("scoring_code_version", _str),
         ("torch_version", _str), ("transformers_version", _str), ("config_json", _str),
     ])),
     "documents": ("run_id", pa.schema([
-        ("corpus", _str), ("doc_index", _i64), ("doc_id", _str), ("domain", _str),
+        *RUN_NAMES, ("doc_index", _i64), ("doc_id", _str), ("domain", _str),
         ("n_bytes", _i64), ("n_chars", _i64), ("n_tokens", _i64), ("code_length_bits", _f64),
         ("first_token_bits", _f64), ("end_bits", _f64), ("tokenizer_roundtrip_ok", _bool),
         ("n_replaced_bytes", _i64),
@@ -70,7 +74,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("tokens_per_second", _f64), ("wall_seconds", _f64),
     ])),
     "tokens": ("run_id", pa.schema([
-        ("doc_index", _i64), ("doc_id", _str), ("token_index", _i64), ("token_id", _i64),
+        *RUN_NAMES, ("doc_index", _i64), ("doc_id", _str), ("token_index", _i64), ("token_id", _i64),
         ("byte_start", _i64), ("byte_end", _i64), ("context_tokens", _i64), ("code_length_bits", _f64),
     ])),
     # Classical compressors on the exact bytes a corpus's runs scored (baselines/run.py); one row per
@@ -84,6 +88,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
     ])),
     # Two-part codes of a run (mdl/two_part.py): L(model) + L(tokenizer) + L(data | model).
     "two_part": ("run_id", pa.schema([
+        *RUN_NAMES,
         ("param_code", _str),  # naive-16, naive-32, checkpoint-zstd, gguf-file, quantized-4, quantized-best...
         ("model_bits", _f64),  # L(model): the parameters under this code
         ("tokenizer_bits", _f64),  # L(tokenizer); 0 for gguf-file when the GGUF already holds the vocab
@@ -96,6 +101,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("detail", _str),  # codec, level, versions, dtypes: how model_bits was obtained
     ])),
     "two_part_vs_baseline": ("run_id", pa.schema([
+        *RUN_NAMES,
         ("param_code", _str),
         ("baseline", _str),  # a compressor name with its level, e.g. "gzip-9", or "uniform-bytes"
         ("baseline_mode", _str),  # "per_document" or "concatenated", as in the baselines table
@@ -105,13 +111,14 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
     ])),
     # Prequential runs (prequential/results.py): one row per block (blockwise) or batch (online) per seed...
     "prequential_blocks": ("run_id", pa.schema([
-        ("estimator", _str), ("seed", _i64), ("block_index", _i64), ("token_start", _i64), ("token_end", _i64),
+        *RUN_NAMES, ("estimator", _str), ("seed", _i64), ("block_index", _i64), ("token_start", _i64),
+        ("token_end", _i64),
         ("n_bytes", _i64), ("coder", _str), ("code_length_bits", _f64), ("train_tokens", _i64),
         ("train_seconds", _f64),
     ])),
     # ...and one row per seed.
     "prequential": ("run_id", pa.schema([
-        ("estimator", _str), ("mode", _str), ("seed", _i64), ("corpus", _str), ("n_documents", _i64),
+        *RUN_NAMES, ("estimator", _str), ("mode", _str), ("seed", _i64), ("n_documents", _i64),
         ("n_tokens", _i64), ("n_bytes", _i64), ("vocab_size", _i64),
         ("prequential_bits", _f64), ("bits_per_byte", _f64), ("uniform_bits", _f64),
         ("final_model_data_bits", _f64), ("model_information_bits", _f64), ("program_bits", _i64),
@@ -125,7 +132,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
     ])),
     # Real range coding of a run's first documents (coding/coder.py, `run --verify-coding N`).
     "coding": ("run_id", pa.schema([
-        ("doc_index", _i64), ("doc_id", _str),
+        *RUN_NAMES, ("doc_index", _i64), ("doc_id", _str),
         ("method", _str),  # model | raw-bytes | uniform-bytes
         ("n_tokens", _i64),  # text tokens (BOS/EOS not counted); bytes for the raw methods
         ("ideal_bits", _f64),  # Σ −log2 p from the rows the coder used (includes EOS under end=eos)
@@ -137,7 +144,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
     ])),
     # Bits against context length (mdlbench.context_curve): one row per (domain, non-empty bucket); domain "" = all.
     "context_curve": ("run_id", pa.schema([
-        ("domain", _str), ("context_bucket_start", _i64), ("context_bucket_end", _i64), ("n_tokens", _i64),
+        *RUN_NAMES, ("domain", _str), ("context_bucket_start", _i64), ("context_bucket_end", _i64), ("n_tokens", _i64),
         ("n_bytes", _i64), ("code_length_bits", _f64), ("bits_per_token", _f64), ("bits_per_byte", _f64),
     ])),
     # Byte-aligned attribution between two runs (mdlbench.spans, `compare --spans`). Partition: the ordered pair

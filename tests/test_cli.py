@@ -203,9 +203,61 @@ def test_a_finished_run_is_recognised_without_torch_or_weights(tmp_path, tiny_mo
              "print(code, 'torch' in sys.modules, 'transformers' in sys.modules)")
     r = subprocess.run([sys.executable, "-c", probe, *args], capture_output=True, text=True, env=ENV, timeout=300)
     assert r.stdout.strip().splitlines()[-1] == "0 False False", r.stdout + r.stderr
-    assert r.stderr.count("already complete") == 2 and "loading model" not in r.stderr
+    assert r.stderr.count("already complete") == 2
     # Asking for an extra the run lacks loads the model and computes only that extra.
     code, _, err = run_cli(*args[:-1], "naive,checkpoint")
-    assert code == 0 and "loading model" in err and "two-part codes" in err and "checkpoint-zstd" in err
+    assert code == 0 and "two-part codes" in err and "checkpoint-zstd" in err
     codes = set(pd.read_parquet(out / "two_part")["param_code"])
     assert codes == {"naive-16", "naive-32", "checkpoint-zstd"}
+
+
+def test_per_token_rows_are_an_extra_filled_in_later(tmp_path, tiny_model_dir, jsonl_corpus):
+    """--per-token changes no number, so it does not change the run id: asking for it later adds the tokens table
+    to the finished run, coded in the run's own chunks (the same bits as its documents)."""
+    out = tmp_path / "o"
+    args = ["run", "-m", tiny_model_dir, "-c", jsonl_corpus, "--window", "16", "--out", out, "--quiet",
+            "--baselines", "none", "--two-part", "none", "--json"]
+    code, first, err = run_cli(*args)
+    assert code == 0 and not (out / "tokens").exists(), err
+    code, second, err = run_cli(*args, "--per-token")
+    assert code == 0 and "per-token rows" in err
+    assert json.loads(first)["run_id"] == json.loads(second)["run_id"] and json.loads(second)["status"] == "reused"
+    tokens = pd.read_parquet(out / "tokens")
+    docs = pd.read_parquet(out / "documents").set_index("doc_id")
+    per_doc = tokens.groupby("doc_id")["code_length_bits"].apply(math.fsum)
+    for doc_id, bits in docs["code_length_bits"].items():
+        assert per_doc[doc_id] == pytest.approx(bits, rel=1e-12)
+    assert set(tokens["model"]) == {tiny_model_dir.name} and set(tokens["corpus"]) == {jsonl_corpus.stem}
+
+
+def test_display_names_for_models_and_corpora_and_per_corpus_fields(tmp_path, tiny_model_dir):
+    """NAME=SPEC names a model or a corpus everywhere; a job file's corpus table reads its own fields; a folder's
+    first-level subfolders are its domains; a local hf: corpus is named after its data files."""
+    web = tmp_path / "web.jsonl"
+    web.write_text("".join(json.dumps({"url": f"u{i}", "body": f"page {i} text"}) + "\n" for i in range(3)))
+    folder = tmp_path / "tree"
+    for sub, name in (("code", "a.py"), ("docs", "b.md"), (".", "top.txt")):
+        (folder / sub).mkdir(parents=True, exist_ok=True)
+        (folder / sub / name).write_text(f"{sub} {name}\n")
+    job = tmp_path / "job.toml"
+    job.write_text(f'models = ["tiny={tiny_model_dir}", "bytes=uniform-bytes"]\n'
+                   f'corpora = [{{spec = "{web}", name = "pages", text_field = "body", id_field = "url", '
+                   f'domain = "web"}}, "{folder}"]\n'
+                   '[options]\nwindow = 16\nbaselines = ["none"]\ntwo_part = ["none"]\nbootstrap_samples = 0\n')
+    out = tmp_path / "o"
+    code, stdout, err = run_cli("run", job, "--out", out, "--quiet")
+    assert code == 0, err
+    runs = pd.read_parquet(out / "runs")
+    assert sorted(zip(runs["model"], runs["corpus"], strict=True)) == [
+        ("bytes", "pages"), ("bytes", "tree"), ("tiny", "pages"), ("tiny", "tree")]
+    docs = pd.read_parquet(out / "documents")
+    pages = docs[docs["corpus"] == "pages"]
+    assert sorted(pages["doc_id"].unique()) == ["u0", "u1", "u2"] and set(pages["domain"]) == {"web"}
+    tree = docs[docs["corpus"] == "tree"].drop_duplicates("doc_id").set_index("doc_id")["domain"].to_dict()
+    assert tree == {"code/a.py": "code", "docs/b.md": "docs", "top.txt": ""}
+    assert set(pd.read_parquet(out / "summary")["model"]) == {"tiny", "bytes"}
+    assert "tiny" in stdout and "pages" in stdout
+    from mdlbench.corpora import open_corpus
+
+    assert open_corpus("hf:json:train", data_files=str(web)).name == "web"
+    assert open_corpus("hf:json:train", data_files=str(tmp_path / "*.jsonl")).name == tmp_path.name

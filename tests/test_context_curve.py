@@ -62,7 +62,7 @@ def test_unknown_spans_give_null_bytes_and_stay_null_when_merged():
     assert merged.code_length_bits.tolist() == [0.0, 5.0, 10.0]
     rows = combine_curves([("", known), ("", unknown)])
     assert all(r["n_bytes"] is None and r["bits_per_byte"] is None for r in rows)
-    arrow = tables.to_arrow("context_curve", rows)  # the schema takes nulls
+    arrow = tables.to_arrow("context_curve", [{"model": "m", "corpus": "c", **r} for r in rows])  # takes nulls
     assert arrow.column("n_bytes").null_count == len(rows)
 
 
@@ -153,7 +153,9 @@ def test_every_run_writes_its_context_curve(tmp_path, tiny_model_dir, jsonl_corp
     curve, summary = tables.read_table(out, "context_curve"), tables.read_table(out, "summary")
     tokens, docs = tables.read_table(out, "tokens"), tables.read_table(out, "documents")
     for run in summary.itertuples():
-        rows = curve[(curve["run_id"] == run.run_id)].drop(columns="run_id").reset_index(drop=True)
+        rows = curve[(curve["run_id"] == run.run_id)].reset_index(drop=True)
+        assert set(rows["model"]) == {run.model} and set(rows["corpus"]) == {run.corpus}
+        rows = rows.drop(columns=["run_id", "model", "corpus"])
         everything = rows[rows["domain"] == ""]
         assert math.fsum(everything["code_length_bits"]) == pytest.approx(run.code_length_bits, rel=1e-12, abs=0)
         assert everything["n_bytes"].sum() == run.n_bytes

@@ -6,6 +6,7 @@ Numbers are derived by hand here (Σ bits / Σ bytes) and parsed back from the M
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 from pathlib import Path
@@ -50,23 +51,26 @@ def _write_results(out: Path, *, optional: bool = True) -> None:
             "runs", model=model, corpus="toy", corpus_sha256=SHA, corpus_source="toy.jsonl", n_params=n_params,
             window=64 if per_doc_tokens else None, stride=32 if per_doc_tokens else None, first_token="bos",
             end="eos", protocol="mdlbench", dtype="float32", device="cpu", bootstrap_samples=2000, seed=0,
-            model_format="folder", mdlbench_version="0.1.0", finished_at="2025-01-01T00:00:00+00:00",
+            model_format="folder", mdlbench_version="0.1.0",
+            finished_at=datetime.datetime(2025, 1, 1, tzinfo=datetime.timezone.utc),
             ffn_param_share=0.5 if per_doc_tokens else None)])
         parts[("documents", run_id)] = tables.to_arrow("documents", [_defaults(
-            "documents", corpus="toy", doc_index=i, doc_id=d[0], domain=d[1], n_bytes=d[2], n_chars=d[2] - 5,
+            "documents", model=model, corpus="toy", doc_index=i, doc_id=d[0], domain=d[1], n_bytes=d[2],
+            n_chars=d[2] - 5,
             n_tokens=d[2] // per_doc_tokens if per_doc_tokens else d[2], code_length_bits=_bits(run_id, i))
             for i, d in enumerate(DOCS)])
     if optional:
         from mdlbench.mdl.two_part import TwoPartCode, two_part_row
 
         n_bytes = sum(d[2] for d in DOCS)
-        for run_id, (_, n_params, _) in RUNS.items():
+        for run_id, (model, n_params, _) in RUNS.items():
             if n_params:
                 data_bits = sum(_bits(run_id, i) for i in range(len(DOCS)))
                 codes = [TwoPartCode("naive-16", 16.0 * n_params, 800.0, data_bits),
                          TwoPartCode("naive-32", 32.0 * n_params, 800.0, data_bits)]
                 parts[("two_part", run_id)] = tables.to_arrow(
-                    "two_part", [two_part_row(c, n_bytes=n_bytes, n_params=n_params) for c in codes])
+                    "two_part", [{"model": model, "corpus": "toy", **two_part_row(c, n_bytes=n_bytes,
+                                                                                  n_params=n_params)} for c in codes])
         for i, (comp, mode, out_bytes) in enumerate([("gzip-9", "per_document", 500), ("xz-9e", "per_document", 480),
                                                      ("gzip-9", "concatenated", 400)]):
             parts[("baselines", f"b{i:015d}")] = tables.to_arrow("baselines", [_defaults(
@@ -85,7 +89,7 @@ def _write_results(out: Path, *, optional: bool = True) -> None:
                                        corpus="toy", n_documents=6, n_tokens=300, n_bytes=900, vocab_size=65536,
                                        prequential_bits=sum(costs), bits_per_byte=sum(costs) / 900,
                                        uniform_bits=300 * 16.0))
-        parts.update(preq.to_tables("f" * 64, blocks, summaries))
+        parts.update(preq.to_tables("f" * 16, blocks, summaries))
     tables.commit(out, parts)
 
 
@@ -221,9 +225,11 @@ def test_two_models_get_a_paired_section_and_missing_tables_are_named(tmp_path):
     results = tmp_path / "results"
     _write_results(results, optional=False)
     out = tmp_path / "report"
-    assert cli_main(["report", str(results), "--out", str(out), "--runs", "tiny-a,bbbb"]) == 0
+    assert cli_main(["report", str(results), "--report-dir", str(out), "--runs", "tiny-a,bbbb"]) == 0
     md = (out / "report.md").read_text("utf-8")
-    assert md.startswith(f"Regenerate: `mdlbench report {results} --out {out} --runs tiny-a,bbbb`")
+    assert md.startswith(f"Regenerate: `mdlbench report {results} --report-dir {out} --runs tiny-a,bbbb`")
+    # --out names the results folder in every subcommand: the old `report RESULTS --out REPORT` is refused clearly.
+    assert cli_main(["report", str(results), "--out", str(out)]) == 2
     for name in ("baselines", "two_part", "prequential", "coding"):
         assert f"**Absent:** `{name}`" in md
     board = _table_after(md, "Leaderboard")
@@ -243,7 +249,7 @@ def test_no_runs_and_bad_selections_are_input_errors(tmp_path, results):
     empty.mkdir()
     with pytest.raises(InputError, match="no runs in this folder"):
         load_results(empty)
-    assert cli_main(["report", str(empty), "--out", str(tmp_path / "r")]) == 2
+    assert cli_main(["report", str(empty), "--report-dir", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
     with pytest.raises(InputError, match="--corpus 'nope'"):
         load_results(results, corpus="nope")

@@ -3,6 +3,7 @@ numbers derived by hand and parsed back from the Markdown; every figure decoded 
 
 from __future__ import annotations
 
+import datetime
 import math
 from pathlib import Path
 
@@ -47,8 +48,10 @@ def results(tmp_path_factory) -> Path:
         parts[("runs", run_id)] = tables.to_arrow("runs", [_row(
             "runs", model=model, model_sha256=model, corpus="toy", corpus_sha256=SHA, window=window, stride=stride,
             first_token="bos" if window else "none", end="eos" if window else "none", protocol="mdlbench",
-            dtype="float32", bootstrap_samples=300, seed=0, finished_at=f"2025-01-01T00:00:{len(run_id):02d}")])
-        docs = [_row("documents", corpus="toy", doc_index=i, doc_id=d[0], domain=d[1], n_bytes=d[2], n_chars=d[2],
+            dtype="float32", bootstrap_samples=300, seed=0,
+            finished_at=datetime.datetime(2025, 1, 1, 0, 0, len(run_id), tzinfo=datetime.timezone.utc))])
+        docs = [_row("documents", model=model, corpus="toy", doc_index=i, doc_id=d[0], domain=d[1], n_bytes=d[2],
+                     n_chars=d[2],
                      n_tokens=d[2] // 4, code_length_bits=_doc_bits(run_id, i)) for i, d in enumerate(DOCS)]
         parts[("documents", run_id)] = tables.to_arrow("documents", docs)
         bpb = [r["code_length_bits"] / r["n_bytes"] for r in docs]
@@ -60,7 +63,8 @@ def results(tmp_path_factory) -> Path:
             bits = _doc_bits(run_id, i)
             ctx = [0, 0] if window is None else [1, 3]
             partials.append((d[1], document_curve(ctx, [0.25 * bits, 0.75 * bits], [0, 10], [10, d[2]])))
-        parts[("context_curve", run_id)] = tables.to_arrow("context_curve", combine_curves(partials))
+        parts[("context_curve", run_id)] = tables.to_arrow("context_curve", [
+            {"model": model, "corpus": "toy", **r} for r in combine_curves(partials)])
     tables.commit(out, parts)
     return out
 

@@ -26,7 +26,6 @@ from conftest import TEXTS
 
 from mdlbench import tables
 from mdlbench.cli import main as cli_main
-from mdlbench.context_curve import curve_from_tokens
 from mdlbench.report.data import compare_runs, load_results
 from mdlbench.spans.diff import aggregates, build_spans, frame_of
 from mdlbench.spans.refine import (
@@ -82,11 +81,6 @@ def results(tmp_path_factory, tiny_model_dir) -> dict:
     ids = {"gpt2": runs.loc[runs["model"] == tiny_model_dir.name, "run_id"].item(),
            "bpe": runs.loc[runs["model"] == bpe.name, "run_id"].item(),
            "uniform": runs.loc[runs["model"] == "uniform-bytes", "run_id"].item()}
-    # context_curve rows as a run will write them (the scorer's partials equal these: test_context_curve.py).
-    docs, tokens = tables.read_table(out, "documents"), tables.read_table(out, "tokens")
-    tables.commit(out, {("context_curve", rid): tables.to_arrow("context_curve", curve_from_tokens(
-        tokens[tokens["run_id"] == rid], dict(zip(docs["doc_index"], docs["domain"], strict=True))))
-        for rid in ids.values()})
     return {"out": out, "corpus": corpus, "ids": ids, "root": root}
 
 

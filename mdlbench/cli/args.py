@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from mdlbench.config import DEVICES, DTYPES, UNIFORM_BYTES, default_out_dir
+from mdlbench.errors import InputError
 
 CORPUS_HELP = ("a .txt/.jsonl/.parquet file, a folder of text files, a manifest name (e.g. sample), or "
                "hf:NAME[:CONFIG]:SPLIT")
@@ -100,3 +101,18 @@ def add_progress_args(parser: argparse.ArgumentParser) -> None:
              "per line (json), or nothing (none)")
     add("--quiet", action="store_const", const="none", dest="progress",
         help="no progress on stderr (= --progress none)")
+
+
+def add_results_dir(parser: argparse.ArgumentParser) -> None:
+    """The results folder to read: positional DIR, or --out DIR as in every other subcommand (default
+    ./mdlbench-results or $MDLBENCH_OUT)."""
+    parser.add_argument("dir", type=Path, nargs="?", metavar="DIR",
+                        help="results folder (default ./mdlbench-results or $MDLBENCH_OUT; --out DIR works too)")
+    parser.add_argument("--out", type=Path, default=None, help=argparse.SUPPRESS)
+
+
+def results_folder(args: argparse.Namespace) -> Path:
+    if args.dir is not None and args.out is not None and args.dir != args.out:
+        raise InputError(f"two results folders, {args.dir} and --out {args.out}: give one (--out names the results "
+                         "folder in every subcommand)")
+    return args.dir or args.out or default_out_dir()

@@ -1,12 +1,15 @@
 """`mdlbench ls DIR`: the runs in a results folder, each once — complete, damaged, running, resumable or awaiting
-merge; `--verify` also checks every committed file's sha256."""
+merge, and the prequential runs (bits/byte pooled over their seeds); `--verify` also checks every committed file's
+sha256."""
 
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
 
 from mdlbench import tables
+from mdlbench.cli.args import add_results_dir, results_folder
 from mdlbench.cli.fmt import format_table
 from mdlbench.errors import InputError
 from mdlbench.run.integrity import run_health
@@ -14,7 +17,7 @@ from mdlbench.run.state import is_busy, runs_in_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="results folder")
+    add_results_dir(parser)
     parser.add_argument("--verify", action="store_true", help="also check the sha256 of every committed file "
                         "(reads them all; sizes are always checked)")
 
@@ -25,10 +28,11 @@ def require_dir(path: Path) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    require_dir(args.dir)
-    health = run_health(args.dir, verify_hash=args.verify)
-    runs, unreadable_runs = tables.read_table_checked(args.dir, "runs")
-    summary, unreadable_summaries = tables.read_table_checked(args.dir, "summary")
+    folder = results_folder(args)
+    require_dir(folder)
+    health = run_health(folder, verify_hash=args.verify)
+    runs, unreadable_runs = tables.read_table_checked(folder, "runs")
+    summary, unreadable_summaries = tables.read_table_checked(folder, "summary")
     for table, values in (("runs", unreadable_runs), ("summary", unreadable_summaries)):
         for value in values:
             if table not in health.setdefault(value, []):
@@ -45,7 +49,19 @@ def main(args: argparse.Namespace) -> int:
         if damaged and run_id not in listed:
             rows.append([run_id, "?", "?", f"damaged ({', '.join(damaged)})", 0, float("nan"), ""])
             listed.add(run_id)
-    for state, meta in runs_in_progress(args.dir):
+    prequential, unreadable = tables.read_table_checked(folder, "prequential")
+    for run_id in unreadable:
+        rows.append([run_id, "?", "?", "damaged (prequential)", 0, float("nan"), ""])
+    for run_id, seeds in prequential.groupby("run_id", sort=False):
+        first = seeds.iloc[0]
+        bpb = math.fsum(seeds["prequential_bits"]) / float(seeds["n_bytes"].sum())  # pooled over seeds
+        damaged = health.get(str(run_id), [])
+        status = f"damaged ({', '.join(damaged)})" if damaged else (
+            f"prequential {first['estimator']}, {len(seeds)} seed{'s' * (len(seeds) != 1)}")
+        rows.append([str(run_id), str(first["model"])[:40], first["corpus"], status, int(first["n_documents"]), bpb,
+                     ""])
+        listed.add(str(run_id))
+    for state, meta in runs_in_progress(folder):
         if state.run_id in listed:
             continue  # a finished run's progress left by a kill after its commit: the next run removes it
         chunks = len(state.done_chunks())
@@ -55,7 +71,7 @@ def main(args: argparse.Namespace) -> int:
         rows.append([state.run_id, str(meta.get("run_row", {}).get("model", "?"))[:40], meta.get("corpus", "?"),
                      f"{status}, {chunks} chunks", 0, float("nan"), meta.get("started_at", "")])
     if not rows:
-        print(f"{args.dir}: no runs")
+        print(f"{folder}: no runs")
         return 0
     print(format_table(["run_id", "model", "corpus", "status", "docs", "bits/byte", "when"], rows))
     return 0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
+from mdlbench.cli.args import add_results_dir, results_folder
 from mdlbench.cli.ls import require_dir
 from mdlbench.errors import EXIT_BAD_INPUT
 from mdlbench.fsio import file_lock
@@ -15,14 +15,15 @@ from mdlbench.run.state import runs_in_progress
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("dir", type=Path, help="results folder")
+    add_results_dir(parser)
 
 
 def main(args: argparse.Namespace) -> int:
-    require_dir(args.dir)
-    pending = [(s, m) for s, m in runs_in_progress(args.dir) if s.shard_markers()]
+    folder = results_folder(args)
+    require_dir(folder)
+    pending = [(s, m) for s, m in runs_in_progress(folder) if s.shard_markers()]
     if not pending:
-        print(f"{args.dir}: nothing to merge")
+        print(f"{folder}: nothing to merge")
         return 0
     status = 0
     for state, meta in pending:
@@ -36,7 +37,7 @@ def main(args: argparse.Namespace) -> int:
             status = EXIT_BAD_INPUT
             continue
         with file_lock(state.final_lock_path()):
-            summary = finalize_run(args.dir, state.run_id, log=lambda m: print(m, file=sys.stderr))
+            summary = finalize_run(folder, state.run_id, log=lambda m: print(m, file=sys.stderr))
         print(json.dumps({"run_id": state.run_id, "model": summary["model"], "corpus": summary["corpus"],
                           "status": "done", "bits_per_byte": summary["bits_per_byte"]}))
     return status

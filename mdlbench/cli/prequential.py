@@ -66,6 +66,7 @@ def main(args: argparse.Namespace) -> int:
     from mdlbench.prequential.driver import load_arch, log_to_stderr, parse_seeds, run_prequential_for_corpus
     from mdlbench.prequential.estimators import PrequentialConfig
     from mdlbench.prequential.vocab import load_tokenizer
+    from mdlbench.progress import Progress
 
     config = PrequentialConfig.from_dict(_config_values(args))
     seeds = parse_seeds(args.seeds)
@@ -73,12 +74,15 @@ def main(args: argparse.Namespace) -> int:
     corpus = open_corpus(args.corpus, **corpus_kwargs(args))
     tokenizer = load_tokenizer(args.tokenizer)
     out = results_dir(args)
+    json_progress = Progress("prequential", mode="json") if args.progress == "json" else None
     run = run_prequential_for_corpus(corpus, config=config, arch=arch, seeds=seeds, tokenizer=tokenizer,
                                      init_checkpoint=args.init_from, out_dir=out, force=args.force,
-                                     log=None if args.progress == "none" else log_to_stderr)
+                                     log=log_to_stderr if args.progress in ("auto", "bar") else None,
+                                     progress=json_progress)
     header = ["seed", "estimator", "mode", "n_tokens", "n_bytes", "prequential_bits", "bits_per_byte",
               "uniform_bits", "final_model_data_bits", "model_information_bits", "program_bits"]
-    print(f"prequential run {run.run_id} on {corpus.name} -> {out}")
+    n_docs = run.summary_rows[0]["n_documents"] if run.summary_rows else 0
+    print(f"prequential run {run.run_id} on {corpus.name} ({n_docs} documents) -> {out}")
     print(format_table(header, [[r[h] for h in header] for r in run.summary_rows]))
     for row in run.summary_rows[:1]:
         if row.get("conditional_on"):

@@ -1,4 +1,5 @@
-"""`mdlbench report RESULTS_DIR`: a Markdown report with PNG figures (optionally one HTML file) from the tables."""
+"""`mdlbench report [DIR] [--report-dir REPORT]`: a Markdown report with PNG figures (optionally one HTML file) from
+the tables of a results folder."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import argparse
 import shlex
 from pathlib import Path
 
+from mdlbench.cli.args import add_results_dir, results_folder
 from mdlbench.errors import EXIT_OK
 
 
@@ -18,9 +20,9 @@ def _run_list(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add("results", type=Path, metavar="RESULTS_DIR", help="a results folder written by `mdlbench run --out`")
-    add("--out", type=Path, default=None, help="report folder (default reports/<name of RESULTS_DIR>); "
-        "report.md and figures/ are written there")
+    add_results_dir(parser)
+    add("-o", "--report-dir", type=Path, default=None, metavar="REPORT",
+        help="report folder (default reports/<name of the results folder>); report.md and figures/ go there")
     add("--runs", type=_run_list, metavar="ID,...", help="only these runs (ids, unique id prefixes or model names)")
     add("--corpus", metavar="NAME", help="only runs on this corpus")
     add("--html", action="store_true", help="also write report.html, one self-contained file (figures inlined; "
@@ -30,8 +32,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="the command written on the report's first line (default: this `mdlbench report` command)")
 
 
-def _report_command(args: argparse.Namespace, out: Path) -> str:
-    parts = ["mdlbench", "report", str(args.results), "--out", str(out)]
+def _report_command(results: Path, args: argparse.Namespace, out: Path) -> str:
+    parts = ["mdlbench", "report", str(results), "--report-dir", str(out)]
     if args.runs:
         parts += ["--runs", ",".join(args.runs)]
     if args.corpus:
@@ -46,9 +48,10 @@ def _report_command(args: argparse.Namespace, out: Path) -> str:
 def main(args: argparse.Namespace) -> int:
     from mdlbench.report import write_report
 
-    out = args.out or Path("reports") / (Path(args.results).resolve().name or "report")
-    paths = write_report(args.results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
-                         command=args.regenerate_command or _report_command(args, out),
+    results = results_folder(args)
+    out = args.report_dir or Path("reports") / (results.resolve().name or "report")
+    paths = write_report(results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
+                         command=args.regenerate_command or _report_command(results, args, out),
                          context_domains=args.context_domains)
     for p in paths:
         print(p)

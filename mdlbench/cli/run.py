@@ -11,6 +11,7 @@ import argparse
 import json
 import math
 import sys
+import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -34,7 +35,9 @@ if TYPE_CHECKING:
     from mdlbench.run.execute import RunOutcome
 
 # Flags that describe one invocation; everything else belongs in a job file when one is given.
-INVOCATION_FLAGS = ("job", "out", "force", "json", "progress", "shard")
+INVOCATION_FLAGS = ("job", "out", "force", "json", "progress", "shard", "explain")
+CONSOLE_WIDTH = 120  # the summary and its notes fit a terminal of this width
+RUN_ID_SHOWN = 8  # a prefix is enough to name a run (`compare`, `report --runs` take unique prefixes)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -71,6 +74,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="alphabet of the prequential model: bytes (default), smollm2, or a tokenizer folder")
     add("--force", action="store_true", help="recompute runs that are already complete")
     add("--json", action="store_true", help="one JSON line per run on stdout instead of the table")
+    add("--explain", action="store_true", help="print how to read the two-part numbers (printed anyway on the "
+        "first run into a results folder)")
     add_progress_args(parser)
 
 
@@ -126,6 +131,7 @@ def main(args: argparse.Namespace) -> int:
         models = args.models or list(DEFAULT_MODELS)
         corpora = args.corpora or [DEFAULT_CORPUS]
         variants, results = [options_from_args(args)], results_dir(args)
+    first_run_here = not (Path(results) / "runs").exists()
     dist = from_env()
     outcomes = [o for options in variants for o in run_benchmark(models, corpora, options, results, dist=dist)]
     if not dist.is_leader:
@@ -134,7 +140,7 @@ def main(args: argparse.Namespace) -> int:
         for o in outcomes:
             print(_json_line(o, results))
     else:
-        print_summary(outcomes, results)
+        print_summary(outcomes, results, explain=args.explain or first_run_here)
     return _exit_code(outcomes)
 
 
@@ -147,7 +153,9 @@ def _exit_code(outcomes: list[RunOutcome]) -> int:
     return EXIT_RUN_FAILED
 
 
-def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
+def print_summary(outcomes: list[RunOutcome], out_dir: Path, *, explain: bool = False) -> None:
+    """The console summary, at most CONSOLE_WIDTH columns wide; the note on reading two-part codes only when asked
+    (``--explain``) or on the first run into a results folder."""
     rows = []
     for o in outcomes:
         s = o.summary
@@ -156,15 +164,15 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
                   else sys.stdout)
             continue
         low, high = s.get("bpb_ci_low", math.nan), s.get("bpb_ci_high", math.nan)
-        ci = f"[{low:.4f}, {high:.4f}]" if low == low else "—"
+        ci = f"{low:.3f}–{high:.3f}" if low == low else "—"
         best = o.extras.get("best_per_document")
-        vs = f"{best[0]} {best[1]:.3f} (×{float(s['bits_per_byte']) / best[1]:.2f})" if best else "—"
-        rows.append([o.model[:40], o.corpus, int(s["n_docs"]), int(s["n_bytes"]), int(s["n_tokens"]),
-                     float(s["bits_per_byte"]), ci, float(s["bits_per_token"]), float(s["bits_per_char"]), vs,
-                     o.run_id + (" (reused)" if o.reused else "")])
+        vs = f"{best[0]} {best[1]:.3f}, ×{float(s['bits_per_byte']) / best[1]:.2f}" if best else "—"
+        rows.append([shorten(o.model, 26), shorten(o.corpus, 14), int(s["n_docs"]), int(s["n_bytes"]),
+                     float(s["bits_per_byte"]), ci, float(s["bits_per_token"]), vs,
+                     o.run_id[:RUN_ID_SHOWN] + (" reused" if o.reused else "")])
     if rows:
-        print(format_table(["model", "corpus", "docs", "bytes", "tokens", "bits/byte", "95% CI", "bits/token",
-                            "bits/char", "best compressor per doc (model/it)", "run_id"], rows))
+        print(format_table(["model", "corpus", "docs", "bytes", "bits/byte", "95% CI", "bits/tok",
+                            "best per-doc compressor, ×", "run"], rows))
     concatenated = {o.corpus: o.extras["best_concatenated"] for o in outcomes if o.extras.get("best_concatenated")}
     for corpus, (name, bpb) in concatenated.items():
         print(f"\nbest compressor on {corpus} as one stream (cross-document context): {name} {bpb:.4f} bits/byte")
@@ -189,10 +197,18 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path) -> None:
                 else:
                     print(f"  the cheapest code, {r['param_code']}, pays for itself against {best[0]} on more "
                           f"than {fmt_bytes(n_star)} of such text")
-        print("\n" + EXPLANATION)
+        if explain:
+            print("\n" + textwrap.fill(EXPLANATION, CONSOLE_WIDTH))
+        else:
+            print("  (how to read these: `mdlbench run --explain`, or the README's two-part section)")
     preq = {o.corpus: o.extras["prequential"] for o in outcomes if o.extras.get("prequential")}
     for corpus, aggregates in preq.items():
         for a in aggregates:
             print(f"\nprequential ({a['estimator']}, {a['n_seeds']} seed(s)) on {corpus}: "
                   f"{a['bits_per_byte_mean']:.4f} ± {a['bits_per_byte_sd']:.4f} bits/byte")
     print(f"\ntables: {Path(out_dir).resolve()}  (e.g. pandas.read_parquet('{out_dir}/summary'))")
+
+
+def shorten(text: str, width: int) -> str:
+    """At most ``width`` characters: cut at the end with "…". Example: shorten("abcdef", 4) == "abc…"."""
+    return text if len(text) <= width else text[: width - 1] + "…"

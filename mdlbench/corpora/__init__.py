@@ -10,9 +10,11 @@ Specs, in the order they are tried:
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mdlbench.config import DEFAULT_CORPUS
 from mdlbench.corpora.documents import Document, StreamHasher, stream_sha256
@@ -46,6 +48,7 @@ class Corpus:
     manifest: Manifest | None = None
     max_docs: int | None = None
     max_bytes: int | None = None
+    reopen: dict[str, Any] = field(default_factory=dict, compare=False)  # open_corpus(**reopen) opens it again
     _scanned: list[CorpusStats] = field(default_factory=list, compare=False, repr=False)  # scan()'s memo
 
     @property
@@ -100,7 +103,8 @@ class Corpus:
 
         Part of every run id, so a changed file or manifest makes a new run instead of silently reusing one.
         """
-        selection = f"max_docs={self.max_docs};max_bytes={self.max_bytes}"
+        reading = {k: self.reopen.get(k) for k in ("text_field", "id_field", "errors", "domain")}
+        selection = f"max_docs={self.max_docs};max_bytes={self.max_bytes};reading={json.dumps(reading, sort_keys=True)}"
         if self.manifest is not None:
             return f"manifest:{self.manifest.sha256};{selection}"
         path = Path(self.source)
@@ -142,42 +146,71 @@ def _manifest_factory(m: Manifest, errors: Errors) -> Callable[[], Iterator[Docu
     return documents
 
 
-def open_corpus(spec: str = DEFAULT_CORPUS, *, text_field: str = "text", id_field: str | None = None,
-                revision: str | None = None, max_docs: int | None = None, max_bytes: int | None = None,
-                errors: Errors = "strict", data_files: str | None = None) -> Corpus:
-    """Resolve a corpus spec; local files and manifests are checked now, so a bad spec fails before any scoring."""
+def split_name(text: str) -> tuple[str | None, str]:
+    """``NAME=SPEC`` -> (NAME, SPEC); a NAME has no "/" (so a path is never cut), and an existing path is always a
+    spec. Example: split_name("web=data/web.jsonl") == ("web", "data/web.jsonl"); split_name("sample") == (None,
+    "sample")."""
+    name, sep, spec = text.partition("=")
+    if not sep or not name or not spec or "/" in name or Path(text).exists():
+        return None, text
+    return name, spec
+
+
+def _data_files_name(data_files: str) -> str:
+    """A local hf: corpus's default name, from its data files: "data/web.jsonl" -> "web", "data/*.jsonl" -> "data"."""
+    path = Path(data_files.split(",")[0])
+    if any(c in path.name for c in "*?["):
+        return path.parent.name or path.stem.strip("*?[]") or "data"
+    return path.stem
+
+
+def open_corpus(spec: str = DEFAULT_CORPUS, *, name: str | None = None, text_field: str = "text",
+                id_field: str | None = None, revision: str | None = None, max_docs: int | None = None,
+                max_bytes: int | None = None, errors: Errors = "strict", data_files: str | None = None,
+                domain: str = "") -> Corpus:
+    """Resolve a corpus spec; local files and manifests are checked now, so a bad spec fails before any scoring.
+
+    ``name`` is the display name (default: the file's stem, the folder's or manifest's name, the hf spec, or for a
+    local hf: corpus its data files); ``domain`` labels documents that carry no domain field of their own.
+    """
     if errors not in ("strict", "replace"):
         raise InputError(f"--errors {errors!r}: choose 'strict' or 'replace'")
     for value, flag in ((max_docs, "--max-docs"), (max_bytes, "--max-bytes")):
         if value is not None and value < 0:
             raise InputError(f"{flag} {value}: must be >= 0")
-    fields = FieldSpec(text_field, id_field)
+    reopen = {"spec": spec, "name": name, "text_field": text_field, "id_field": id_field, "revision": revision,
+              "max_docs": max_docs, "max_bytes": max_bytes, "errors": errors, "data_files": data_files,
+              "domain": domain}
+    fields = FieldSpec(text_field, id_field, domain=domain)
     if spec.startswith("hf:"):
         hf = HFSpec.parse(spec, revision, data_files)
         source = spec + (f"@{revision}" if revision else "") + (f"[{data_files}]" if data_files else "")
-        return Corpus(spec, source, lambda: read_hf(hf, fields, errors), None, None, max_docs, max_bytes)
+        default = _data_files_name(data_files) if data_files else spec
+        return Corpus(name or default, source, lambda: read_hf(hf, fields, errors), None, None, max_docs,
+                      max_bytes, reopen)
     if spec.startswith(MANIFEST_PREFIX):  # Corpus.source of a manifest corpus, as recorded in a run: reopen it
         pinned = Path(spec[len(MANIFEST_PREFIX):])
         if not pinned.is_file():
             raise InputError(f"{spec!r}: the manifest file is gone; give the corpus again (a path or manifest name)")
-        return _open_manifest(pinned, errors, max_docs, max_bytes)
+        return _open_manifest(pinned, errors, max_docs, max_bytes, name, reopen)
     path = Path(spec).expanduser()
     if path.exists():
-        name = path.stem if path.is_file() else path.name
-        return Corpus(name, str(path.resolve()), lambda: read_local(path, fields, errors), _local_size(path), None,
-                      max_docs, max_bytes)
+        default = path.stem if path.is_file() else path.resolve().name
+        return Corpus(name or default, str(path.resolve()), lambda: read_local(path, fields, errors),
+                      _local_size(path), None, max_docs, max_bytes, reopen)
     manifest_path = find_manifest(spec) if "/" not in spec and not spec.endswith(
         (".txt", ".jsonl", ".parquet", ".json")) else None
     if manifest_path is None:
         raise InputError(f"{spec!r}: no such file or folder, and no manifest named {spec!r} in "
                          "$MDLBENCH_MANIFESTS, ./data_manifests or the built-ins; give a path, a manifest name "
                          "(e.g. 'sample'), or hf:NAME[:CONFIG]:SPLIT")
-    return _open_manifest(manifest_path, errors, max_docs, max_bytes)
+    return _open_manifest(manifest_path, errors, max_docs, max_bytes, name, reopen)
 
 
-def _open_manifest(manifest_path: Path, errors: Errors, max_docs: int | None, max_bytes: int | None) -> Corpus:
+def _open_manifest(manifest_path: Path, errors: Errors, max_docs: int | None, max_bytes: int | None,
+                   name: str | None, reopen: dict[str, Any]) -> Corpus:
     manifest = load_manifest(manifest_path)
     verify_manifest(manifest)
     size = sum(s.n_bytes or 0 for s in manifest.sources) if all(s.path for s in manifest.sources) else None
-    return Corpus(manifest.name, f"{MANIFEST_PREFIX}{manifest_path}", _manifest_factory(manifest, errors), size,
-                  manifest, max_docs, max_bytes)
+    return Corpus(name or manifest.name, f"{MANIFEST_PREFIX}{manifest_path}", _manifest_factory(manifest, errors),
+                  size, manifest, max_docs, max_bytes, reopen)

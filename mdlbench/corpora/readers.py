@@ -74,13 +74,18 @@ def read_text_file(path: Path, fields: FieldSpec, errors: Errors, doc_id: str | 
 
 
 def read_text_folder(folder: Path, fields: FieldSpec, errors: Errors) -> Iterator[Document]:
-    """Every text file below the folder, in sorted path order, one document each (id = relative path)."""
+    """Every text file below the folder, in sorted path order, one document each (id = relative path). A file in a
+    subfolder takes the first-level subfolder's name as its domain (``code/a.py`` -> "code"); a file at the top
+    takes the corpus's domain."""
     files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
     if not files:
         raise InputError(f"{folder}: no text files ({', '.join(TEXT_SUFFIXES)}) in this folder; "
                          "point --corpus at a file or a folder of .txt files")
     for path in files:
-        yield from read_text_file(path, fields, errors, doc_id=path.relative_to(folder).as_posix())
+        relative = path.relative_to(folder)
+        domain = relative.parts[0] if len(relative.parts) > 1 else fields.domain
+        yield from read_text_file(path, dataclasses.replace(fields, domain=domain), errors,
+                                  doc_id=relative.as_posix())
 
 
 def _record_to_document(record: dict, where: str, index: int, fields: FieldSpec, errors: Errors,

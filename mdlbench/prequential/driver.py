@@ -21,6 +21,7 @@ from mdlbench.errors import InputError
 from mdlbench.mdl.two_part import CHECKPOINT_DEFAULT_MAX_PARAMS
 from mdlbench.mdl.weights_code import checkpoint_code, unique_state_dict
 from mdlbench.prequential.estimators import (
+    BlockCode,
     Log,
     PrequentialConfig,
     PrequentialEstimate,
@@ -44,6 +45,7 @@ from mdlbench.prequential.results import (
 )
 from mdlbench.prequential.schedule import proportional_byte_attribution
 from mdlbench.prequential.vocab import DEFAULT_TOKENIZER, load_tokenizer, separator_id, tokenizer_files
+from mdlbench.progress import Progress
 from mdlbench.scoring.identity import folder_weights_sha256
 from mdlbench.scoring.tokens import encode, is_byte_level, roundtrip_ok, token_byte_spans
 
@@ -149,6 +151,17 @@ def checkpoint_param_cost(model: Any) -> tuple[str, float, int]:
     return (f"naive-{widths.pop()}" if len(widths) == 1 else "naive-mixed"), bits, n_params
 
 
+def model_label(arch: Mapping[str, Any] | None, init_checkpoint: str | None) -> str:
+    """The prequential model's display name: its family, layers and width (e.g. "gpt2 2x64"), or the checkpoint
+    folder it starts from."""
+    if init_checkpoint is not None:
+        return f"from {Path(init_checkpoint).name}"
+    arch = arch or {}
+    layers = next((arch[k] for k in ("n_layer", "num_hidden_layers", "num_layers") if k in arch), "?")
+    width = next((arch[k] for k in ("n_embd", "hidden_size", "d_model") if k in arch), "?")
+    return f"{arch.get('model_type', '?')} {layers}x{width}"
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     try:
         seeds = tuple(int(s) for s in text.split(",") if s.strip())
@@ -168,7 +181,7 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
                                arch: Mapping[str, Any] | str | Path | None = None, seeds: Sequence[int] = (0, 1, 2),
                                tokenizer: Any | None = None, init_checkpoint: str | None = None,
                                out_dir: Path | None = None, force: bool = False,
-                               log: Log | None = log_to_stderr) -> PrequentialRun:
+                               log: Log | None = log_to_stderr, progress: Progress | None = None) -> PrequentialRun:
     """Prequential code length of ``corpus`` (from ``mdlbench.corpora.open_corpus``) for each seed.
 
     Each seed fixes the document order and the model initialization. ``arch``: a transformers config dict or a
@@ -219,17 +232,29 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
             log(f"[prequential] run {run_id[:12]} is already complete in {out_dir}; reusing it (--force redoes)")
         return PrequentialRun(run_id, config_json, (), [], rows, aggregate_seeds(rows))
     cost = program_bits(config_json, files)
+    label = model_label(resolved_arch, init_checkpoint)
     # After the reuse check: checkpoint-zstd of a 16M-parameter start takes about a minute.
     checkpoint_cost = checkpoint_param_cost(build(0)) if init_checkpoint is not None else None
     estimates, blocks, summaries = [], [], []
     for seed in seeds:
-        result = estimate(data.stream(seed), config, seed, build, log=log)
+        stream = data.stream(seed)
+        on_block = None
+        if progress is not None:
+            progress.reset(f"prequential {config.estimator} seed {seed} × {data.name}", total_docs=None,
+                           total_bytes=stream.n_bytes, total_tokens=stream.n_tokens)
+
+            def on_block(block: BlockCode) -> None:
+                progress.update(n_bytes=block.n_bytes, n_tokens=block.token_end - block.token_start)
+
+        result = estimate(stream, config, seed, build, log=log, on_block=on_block)
+        if progress is not None:
+            progress.close()
         if log:
             log(f"[prequential {config.estimator} seed {seed}] L_preq {result.prequential_bits:,.1f} bits, "
                      f"L(D|final) {result.final_model_data_bits:,.1f} bits, {result.wall_seconds:.1f}s")
         estimates.append(result)
-        blocks += block_rows(result)
-        summaries.append(summary_row(result, corpus=data.name, n_documents=len(data.doc_token_ids),
+        blocks += block_rows(result, model=label, corpus=data.name)
+        summaries.append(summary_row(result, model=label, corpus=data.name, n_documents=len(data.doc_token_ids),
                                      program_bits=cost, config_json=config_json, conditional_on=conditional_on,
                                      checkpoint_cost=checkpoint_cost))
     if out_dir is not None:

@@ -414,6 +414,9 @@ class BlockCode:
     train_seconds: float
 
 
+OnBlock = Callable[["BlockCode"], None]  # called as each block (or online batch) is coded
+
+
 @dataclass(frozen=True)
 class PrequentialEstimate:
     """L_preq of one seed, with its blocks, and L(D | θ_final) of the corpus under the final model."""
@@ -463,7 +466,8 @@ def _check_model(model: torch.nn.Module, stream: TokenStream, context_tokens: in
 
 
 def run_blockwise(stream: TokenStream, config: PrequentialConfig, seed: int, build_model: ModelFactory, *,
-                  boundaries: Sequence[int] | None = None, log: Log | None = None) -> PrequentialEstimate:
+                  boundaries: Sequence[int] | None = None, log: Log | None = None,
+                  on_block: OnBlock | None = None) -> PrequentialEstimate:
     """Blockwise prequential code of ``stream`` (block ends from ``config`` unless ``boundaries`` are given).
 
     Block 1 costs ``t_1 * log2|V|`` (or is coded by the seeded initial model with first_block_coder="model");
@@ -513,6 +517,8 @@ def run_blockwise(stream: TokenStream, config: PrequentialConfig, seed: int, bui
                 bits = math.fsum(code_tokens_bits(model, stream, a, b, **code_kw).tolist())
                 block = BlockCode(i, a, b, stream.bytes_in(a, b), "model", bits, tokens, seconds)
             blocks.append(block)
+            if on_block is not None:
+                on_block(block)
             _report(log, seed, "blockwise", block, len(bounds) - 1,
                     prequential_code_length_bits([x.code_length_bits for x in blocks]))
         final_bits = 0.0
@@ -524,7 +530,7 @@ def run_blockwise(stream: TokenStream, config: PrequentialConfig, seed: int, bui
 
 
 def run_online(stream: TokenStream, config: PrequentialConfig, seed: int, build_model: ModelFactory, *,
-               log: Log | None = None) -> PrequentialEstimate:
+               log: Log | None = None, on_block: OnBlock | None = None) -> PrequentialEstimate:
     """One pass: batch b (``batch_sequences`` grid sequences) is coded by θ_{b-1}, then θ_b = one AdamW step on it.
 
     L_preq = Σ_b L(batch b | θ_{b-1}), with θ_0 the seeded init (batch 1 is uniform with first_block_coder=
@@ -554,6 +560,8 @@ def run_online(stream: TokenStream, config: PrequentialConfig, seed: int, build_
             last_tokens = train_on_range(model, optimizer, stream, a, b, config=config,
                                          rng=np.random.default_rng((seed, i + 1)), epochs=1, min_steps=1)
             last_seconds = time.perf_counter() - t0
+            if on_block is not None:
+                on_block(block)
             _report(log, seed, "online", block, len(bounds) - 1,
                     prequential_code_length_bits([x.code_length_bits for x in blocks]))
         final_bits = math.fsum(code_tokens_bits(model, stream, 0, n, **code_kw).tolist()) if n else 0.0
@@ -565,8 +573,8 @@ ESTIMATORS: Mapping[str, Callable[..., PrequentialEstimate]] = {"blockwise": run
 
 
 def estimate(stream: TokenStream, config: PrequentialConfig, seed: int, build_model: ModelFactory, *,
-             log: Log | None = None) -> PrequentialEstimate:
+             log: Log | None = None, on_block: OnBlock | None = None) -> PrequentialEstimate:
     """Run the configured estimator for one seed."""
     if seed < 0:
         raise InputError(f"seed {seed}: must be >= 0")
-    return ESTIMATORS[config.estimator](stream, config, seed, build_model, log=log)
+    return ESTIMATORS[config.estimator](stream, config, seed, build_model, log=log, on_block=on_block)

@@ -40,10 +40,11 @@ def canonical_json(value: Any) -> str:
 
 def prequential_run_id(config_json: str, corpus_sha256: str, seeds: Sequence[int],
                        code_version: str = f"{SCORING_CODE_VERSION}.{PREQUENTIAL_CODE_VERSION}") -> str:
-    """sha256 of (resolved config JSON, corpus sha256, seeds in order, code version): same inputs, same id."""
+    """16 hex digits of sha256 of (resolved config JSON, corpus sha256, seeds in order, code version), as every run
+    id: same inputs, same id."""
     payload = canonical_json({"config": config_json, "corpus_sha256": corpus_sha256,
                               "seeds": [int(s) for s in seeds], "code_version": code_version})
-    return hashlib.sha256(payload.encode("utf-8")).hexdigest()
+    return hashlib.sha256(payload.encode("utf-8")).hexdigest()[:16]
 
 
 def program_bits(config_json: str, tokenizer_files: Mapping[str, bytes]) -> int:
@@ -56,20 +57,21 @@ def program_bits(config_json: str, tokenizer_files: Mapping[str, bytes]) -> int:
     return 8 * len(zstandard.ZstdCompressor(level=ZSTD_LEVEL).compress(payload))
 
 
-def block_rows(estimate: PrequentialEstimate) -> list[dict[str, Any]]:
-    return [{"estimator": estimate.estimator, "seed": estimate.seed, "block_index": b.block_index,
-             "token_start": b.token_start, "token_end": b.token_end, "n_bytes": b.n_bytes, "coder": b.coder,
-             "code_length_bits": b.code_length_bits, "train_tokens": b.train_tokens,
-             "train_seconds": b.train_seconds} for b in estimate.blocks]
+def block_rows(estimate: PrequentialEstimate, *, model: str, corpus: str) -> list[dict[str, Any]]:
+    return [{"model": model, "corpus": corpus, "estimator": estimate.estimator, "seed": estimate.seed,
+             "block_index": b.block_index, "token_start": b.token_start, "token_end": b.token_end,
+             "n_bytes": b.n_bytes, "coder": b.coder, "code_length_bits": b.code_length_bits,
+             "train_tokens": b.train_tokens, "train_seconds": b.train_seconds} for b in estimate.blocks]
 
 
-def summary_row(estimate: PrequentialEstimate, *, corpus: str, n_documents: int, program_bits: int,
+def summary_row(estimate: PrequentialEstimate, *, model: str, corpus: str, n_documents: int, program_bits: int,
                 config_json: str, conditional_on: str = "",
                 checkpoint_cost: tuple[str, float, int] | None = None) -> dict[str, Any]:
     """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start."""
     bits = estimate.prequential_bits
-    return {"estimator": estimate.estimator, "mode": estimate.mode, "seed": estimate.seed, "corpus": corpus,
-            "n_documents": n_documents, "n_tokens": estimate.n_tokens, "n_bytes": estimate.n_bytes,
+    return {"model": model, "corpus": corpus, "estimator": estimate.estimator, "mode": estimate.mode,
+            "seed": estimate.seed, "n_documents": n_documents, "n_tokens": estimate.n_tokens,
+            "n_bytes": estimate.n_bytes,
             "vocab_size": estimate.vocab_size, "prequential_bits": bits,
             "bits_per_byte": bits_per_byte(bits, estimate.n_bytes), "uniform_bits": estimate.uniform_bits,
             "final_model_data_bits": estimate.final_model_data_bits,

@@ -98,8 +98,9 @@ def resolve_runs(runs: pd.DataFrame, wanted: Sequence[str], out_dir: Path) -> li
             runs.loc[runs["model"].astype(str) == w, "run_id"].astype(str).tolist() or \
             [str(r.run_id) for r in runs.itertuples() if _model_spec(r) == w]
         if len(hits) != 1:
-            listing = ", ".join(f"{r.run_id} ({r.model} × {r.corpus})" for r in runs.itertuples())
-            what = "matches no run" if not hits else f"is ambiguous ({len(hits)} runs)"
+            candidates = runs[runs["run_id"].astype(str).isin(hits)] if hits else runs
+            listing = ", ".join(f"{r.run_id} ({r.model} × {r.corpus})" for r in candidates.itertuples())
+            what = "matches no run" if not hits else f"is ambiguous: it names {len(hits)} runs"
             raise InputError(f"run {w!r} {what} in {out_dir}; give a run id (or a unique prefix) from: {listing}")
         found.append(hits[0])
     return found

@@ -90,15 +90,19 @@ def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> d
             "tokenizer_roundtrip_ok in the documents table")
     run_row = {**row, "corpus": meta["corpus"], "corpus_sha256": shas.pop(), "corpus_source": meta["corpus_source"],
                "valid_code": failures == 0, "errors": meta["errors"], "bootstrap_samples": meta["bootstrap_samples"],
-               "seed": meta["seed"], "started_at": meta["started_at"], "finished_at": now_utc(), **versions()}
+               "seed": meta["seed"], "started_at": datetime.fromisoformat(meta["started_at"]),
+               "finished_at": datetime.fromisoformat(now_utc()), **versions()}
     schema_metadata = tables.to_arrow("documents", []).schema.metadata
     partitions = {("runs", run_id): tables.to_arrow("runs", [run_row]),
                   ("documents", run_id): docs.replace_schema_metadata(schema_metadata),
                   ("summary", run_id): tables.to_arrow("summary", [summary])}
     curve, _ = state.read_chunks("curve")
-    curve_rows = merge_curve_rows([curve.to_pylist()] if curve is not None else [])
-    partitions[("context_curve", run_id)] = tables.to_arrow("context_curve", curve_rows)
-    if meta["per_token"]:
+    names = {"model": row["model"], "corpus": meta["corpus"]}
+    curve_rows = merge_curve_rows([[{k: v for k, v in r.items() if k not in names} for r in curve.to_pylist()]]
+                                  if curve is not None else [])
+    partitions[("context_curve", run_id)] = tables.to_arrow("context_curve", [{**names, **r} for r in curve_rows])
+    # Per-token rows are an extra: committed with the run when every chunk wrote them, else filled in later.
+    if len(state.done_chunks()) == len(state.chunk_files("tokens")) and (meta["per_token"] or total == 0):
         tokens, _ = state.read_chunks("tokens")
         empty = tables.columns_to_arrow("tokens", {n: [] for n in tables.TABLES["tokens"][1].names})
         partitions[("tokens", run_id)] = empty if tokens is None else tokens.sort_by(

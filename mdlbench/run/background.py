@@ -6,6 +6,7 @@ The child re-opens the corpus from its spec (documents never cross the process b
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import os
 import threading
@@ -17,7 +18,7 @@ from typing import Any
 import pandas as pd
 
 from mdlbench import tables
-from mdlbench.corpora import open_corpus
+from mdlbench.corpora import Corpus, open_corpus
 
 
 def baseline_names(requested: tuple[str, ...] | None) -> list[str]:
@@ -33,11 +34,11 @@ def baseline_names(requested: tuple[str, ...] | None) -> list[str]:
     return list(requested)
 
 
-def _baselines_job(out_dir: str, spec: str, open_kwargs: dict[str, Any], names: list[str]) -> str:
+def _baselines_job(out_dir: str, reopen: dict[str, Any], names: list[str]) -> str:
     """Runs in the child process: open the corpus again and make sure its baselines exist. Returns its sha256."""
     from mdlbench.baselines.run import ensure_baselines
 
-    corpus = open_corpus(spec, **open_kwargs)
+    corpus = open_corpus(**reopen)
     sha = corpus.sha256()
     ensure_baselines(Path(out_dir), corpus.name, sha, lambda: (d.text.encode("utf-8") for d in corpus.documents()),
                      names)
@@ -56,6 +57,10 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+def _key(corpus: Corpus) -> str:
+    return json.dumps(corpus.reopen, sort_keys=True)
+
+
 class BaselineRunner:
     """Baselines for each corpus in one background process, started before the models score."""
 
@@ -65,27 +70,29 @@ class BaselineRunner:
         self.futures: dict[str, Future | None] = {}  # None: every row was already stored
         self.pool: ProcessPoolExecutor | None = None
 
-    def start(self, spec: str, open_kwargs: dict[str, Any], *, corpus_sha256: str | None = None) -> None:
+    def start(self, corpus: Corpus, *, corpus_sha256: str | None = None) -> None:
         """Make sure the corpus's rows exist. With the sha256 of its exact bytes known (from a finished run),
         nothing is started when they are all stored already."""
         from mdlbench.baselines.run import stored
 
-        if not self.names or spec in self.futures:
+        key = _key(corpus)
+        if not self.names or key in self.futures:
             return
         if corpus_sha256 is not None and stored(self.out_dir, corpus_sha256, self.names):
-            self.futures[spec] = None
+            self.futures[key] = None
             return
         if self.pool is None:
             # spawn, not fork: the parent holds torch and tokenizer threads.
             self.pool = ProcessPoolExecutor(max_workers=1, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_exit_with_parent, initargs=(os.getpid(),))
-        self.futures[spec] = self.pool.submit(_baselines_job, str(self.out_dir), spec, open_kwargs, self.names)
+        self.futures[key] = self.pool.submit(_baselines_job, str(self.out_dir), corpus.reopen, self.names)
 
-    def result(self, spec: str, corpus_sha256: str) -> pd.DataFrame:
+    def result(self, corpus: Corpus, corpus_sha256: str) -> pd.DataFrame:
         """The baselines rows of this corpus (waits for the background job); empty when none were asked for."""
-        if spec not in self.futures:
+        key = _key(corpus)
+        if key not in self.futures:
             return pd.DataFrame()
-        future = self.futures[spec]
+        future = self.futures[key]
         if future is not None:
             future.result()  # re-raises the child's error
         df = tables.read_table(self.out_dir, "baselines")

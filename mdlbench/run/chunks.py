@@ -24,25 +24,27 @@ from mdlbench.scoring.base import DocumentCode, Scorer
 Chunk = list[tuple[int, Document]]
 
 
-def document_rows(corpus: str, codes: Sequence[DocumentCode]) -> list[dict[str, Any]]:
+def document_rows(model: str, corpus: str, codes: Sequence[DocumentCode]) -> list[dict[str, Any]]:
     """Rows of the ``documents`` table."""
-    return [{"corpus": corpus, "doc_index": c.doc_index, "doc_id": c.doc.doc_id, "domain": c.doc.domain,
+    return [{"model": model, "corpus": corpus, "doc_index": c.doc_index, "doc_id": c.doc.doc_id, "domain": c.doc.domain,
              "n_bytes": c.doc.n_bytes, "n_chars": c.doc.n_chars, "n_tokens": c.n_tokens,
              "code_length_bits": c.code_length_bits, "first_token_bits": c.first_token_bits,
              "end_bits": c.end_bits, "tokenizer_roundtrip_ok": c.tokenizer_roundtrip_ok,
              "n_replaced_bytes": c.doc.n_replaced_bytes} for c in codes]
 
 
-def token_columns(codes: Sequence[DocumentCode]) -> dict[str, Any]:
+def token_columns(model: str, corpus: str, codes: Sequence[DocumentCode]) -> dict[str, Any]:
     """Columns of the ``tokens`` table (one row per coded symbol)."""
     parts = [c for c in codes if c.tokens is not None]
+    n_rows = sum(len(c.tokens.token_index) for c in parts)
 
     def cat(attr: str) -> np.ndarray:
         arrays = [getattr(c.tokens, attr) for c in parts]
         return np.concatenate(arrays) if arrays else np.zeros(0)
 
-    return {"doc_index": np.concatenate([np.full(len(c.tokens.token_index), c.doc_index) for c in parts])
-            if parts else np.zeros(0, dtype=np.int64),
+    doc_index = np.concatenate([np.full(len(c.tokens.token_index), c.doc_index) for c in parts]) if parts else \
+        np.zeros(0, dtype=np.int64)
+    return {"model": [model] * n_rows, "corpus": [corpus] * n_rows, "doc_index": doc_index,
             "doc_id": [c.doc.doc_id for c in parts for _ in range(len(c.tokens.token_index))],
             **{k: cat(k) for k in ("token_index", "token_id", "byte_start", "byte_end", "context_tokens",
                                    "code_length_bits")}}
@@ -86,7 +88,7 @@ def _owned_chunks(corpus: Corpus, state: RunState, shard: Shard, chunk_docs: int
             progress.update(len(chunk), sum(d.n_bytes for _, d in chunk), 0)
 
 
-def score_chunks(scorer: Scorer, corpus: Corpus, state: RunState, shard: Shard, *, chunk_docs: int,
+def score_chunks(scorer: Scorer, model: str, corpus: Corpus, state: RunState, shard: Shard, *, chunk_docs: int,
                  per_token: bool, progress: Progress) -> tuple[int, str]:
     """Score this shard's chunks that are not done yet; returns (documents in the corpus, stream sha256).
 
@@ -97,7 +99,13 @@ def score_chunks(scorer: Scorer, corpus: Corpus, state: RunState, shard: Shard, 
     """
     hasher = StreamHasher()
     counter = [0]
-    scorer.on_progress = lambda n_predictions: progress.update(0, 0, n_predictions)
+    counted = [0]  # bytes of the current chunk already reported per batch
+
+    def on_batch(n_predictions: int, n_bytes: int) -> None:
+        counted[0] += n_bytes
+        progress.update(0, n_bytes, n_predictions)
+
+    scorer.on_progress = on_batch
     chunks = _owned_chunks(corpus, state, shard, chunk_docs, hasher, counter, progress)
 
     def next_prepared() -> tuple[int, Chunk, Any] | None:
@@ -105,9 +113,11 @@ def score_chunks(scorer: Scorer, corpus: Corpus, state: RunState, shard: Shard, 
         return None if item is None else (item[0], item[1], scorer.prepare(item[1]))
 
     def write(k: int, codes: list[DocumentCode], seconds: float) -> None:
-        docs_table = tables.to_arrow("documents", document_rows(corpus.name, codes))
-        tokens_table = tables.columns_to_arrow("tokens", token_columns(codes)) if per_token else None
-        curve = combine_curves((c.doc.domain, c.curve) for c in codes if c.curve is not None)
+        docs_table = tables.to_arrow("documents", document_rows(model, corpus.name, codes))
+        tokens_table = tables.columns_to_arrow("tokens", token_columns(model, corpus.name, codes)) if per_token \
+            else None
+        curve = [{"model": model, "corpus": corpus.name, **row}
+                 for row in combine_curves((c.doc.domain, c.curve) for c in codes if c.curve is not None)]
         state.write_chunk(k, docs_table, tokens_table, seconds, tables.to_arrow("context_curve", curve))
 
     try:
@@ -119,6 +129,7 @@ def score_chunks(scorer: Scorer, corpus: Corpus, state: RunState, shard: Shard, 
                 k, chunk, prepared = item
                 pending = pool.submit(next_prepared)
                 t0 = time.perf_counter()
+                counted[0] = 0
                 codes = sorted(scorer.run(prepared), key=lambda c: c.doc_index)
                 if [c.doc_index for c in codes] != [i for i, _ in chunk]:
                     raise AssertionError("scorer lost or duplicated documents")  # an internal bug, never user input
@@ -126,9 +137,10 @@ def score_chunks(scorer: Scorer, corpus: Corpus, state: RunState, shard: Shard, 
                 if written is not None:
                     written.result()
                 written = writer.submit(write, k, codes, seconds)
-                # Tokens were counted per forward batch (on_progress); a scorer without a model counts them here.
+                # Tokens and most bytes were counted per forward batch (on_progress); the rest of the chunk's bytes
+                # (the first token under --first-token uniform) and a scorer without a model count here.
                 live = any(c.n_forward_tokens for c in codes)
-                progress.update(len(chunk), sum(c.doc.n_bytes for c in codes),
+                progress.update(len(chunk), sum(c.doc.n_bytes for c in codes) - counted[0],
                                 0 if live else sum(c.n_tokens for c in codes))
             if written is not None:
                 written.result()

@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
 from mdlbench import tables
-from mdlbench.config import UNIFORM_BYTES, RunOptions
-from mdlbench.corpora import Corpus, open_corpus
+from mdlbench.config import UNIFORM_BYTES, CorpusEntry, ModelEntry, RunOptions
+from mdlbench.corpora import Corpus, open_corpus, split_name
 from mdlbench.errors import InputError, MdlbenchError
 from mdlbench.fsio import file_lock
 from mdlbench.mdl.two_part import requested_codes
@@ -57,18 +57,21 @@ class RunOutcome:
 class ModelSlot:
     """One model spec of a job: identified up front, loaded the first time a run needs it, then kept."""
 
-    def __init__(self, spec: str, options: RunOptions) -> None:
-        self.spec = spec
+    def __init__(self, entry: ModelEntry, options: RunOptions) -> None:
+        self.spec = entry.spec
         self.options = options
         self.identity: ModelIdentity | None = None
-        if spec != UNIFORM_BYTES:
-            self.identity = identify_model(spec, revision=options.model_revision,
+        self._name = entry.name
+        if entry.spec != UNIFORM_BYTES:
+            self.identity = identify_model(entry.spec, revision=options.model_revision,
                                            boundary_token=options.boundary_token)
+            if entry.name:
+                self.identity = replace(self.identity, name=entry.name)
         self._loaded: LoadedModel | None = None
 
     @property
     def name(self) -> str:
-        return self.identity.name if self.identity is not None else UNIFORM_BYTES
+        return self.identity.name if self.identity is not None else (self._name or UNIFORM_BYTES)
 
     def load(self, log: Log) -> LoadedModel:
         from mdlbench.scoring.models import load_identified
@@ -83,17 +86,34 @@ class ModelSlot:
 
     def plan(self, corpus: Corpus, log: Log) -> PlannedRun:
         if self.identity is None:
-            return plan_uniform_run(corpus, self.options)
+            return plan_uniform_run(corpus, self.options, name=self.name)
         return plan_model_run(self.load(log), corpus, self.options)
 
     def release(self) -> None:
         self._loaded = None  # one model in memory at a time
 
 
-def open_kwargs(options: RunOptions) -> dict[str, Any]:
-    return {"text_field": options.text_field, "id_field": options.id_field, "revision": options.corpus_revision,
-            "max_docs": options.max_docs, "max_bytes": options.max_bytes, "errors": options.errors,
-            "data_files": options.data_files}
+def as_model_entry(spec: str | ModelEntry) -> ModelEntry:
+    """A model of a job: ``NAME=SPEC`` or a spec (its name from its files)."""
+    if isinstance(spec, ModelEntry):
+        return spec
+    name, rest = split_name(spec)
+    return ModelEntry(rest, name)
+
+
+def open_entry(spec: str | CorpusEntry, options: RunOptions) -> Corpus:
+    """A corpus of a job (``NAME=SPEC``, a spec, or a CorpusEntry with its own reading options) opened under the
+    run's options."""
+    if isinstance(spec, CorpusEntry):
+        entry = spec
+    else:
+        name, rest = split_name(spec)
+        entry = CorpusEntry(rest, name)
+    return open_corpus(entry.spec, name=entry.name, text_field=entry.text_field or options.text_field,
+                       id_field=entry.id_field if entry.id_field is not None else options.id_field,
+                       revision=entry.revision or options.corpus_revision, max_docs=options.max_docs,
+                       max_bytes=options.max_bytes, errors=options.errors,
+                       data_files=entry.data_files or options.data_files, domain=entry.domain or "")
 
 
 def _runs_row(out_dir: Path, rid: str) -> dict[str, Any]:
@@ -103,8 +123,12 @@ def _runs_row(out_dir: Path, rid: str) -> dict[str, Any]:
 
 
 def _missing_extras(out_dir: Path, rid: str, row: dict[str, Any], options: RunOptions, leader_extras: bool) -> bool:
-    """Whether a finished run still lacks a two-part code or coding rows that only its model can fill in."""
-    if not leader_extras or row.get("model_format") == "builtin":
+    """Whether a finished run still lacks per-token rows, a two-part code or coding rows (which need its scorer)."""
+    if not leader_extras:
+        return False
+    if extras.tokens_missing(out_dir, rid, options.per_token):
+        return True
+    if row.get("model_format") == "builtin":
         return False
     codes = requested_codes(options.two_part, int(row.get("n_params") or 0))
     return bool(extras.missing_two_part(out_dir, rid, codes, str(row.get("model_format")))) or \
@@ -156,8 +180,9 @@ def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, ou
                             total_docs=stats.n_docs if stats else None,
                             total_bytes=stats.n_bytes if stats else corpus.size_hint_bytes, mode=options.progress)
         try:
-            n_docs, corpus_sha = score_chunks(plan.scorer, corpus, state, shard, chunk_docs=options.checkpoint_docs,
-                                              per_token=options.per_token, progress=progress)
+            n_docs, corpus_sha = score_chunks(plan.scorer, model, corpus, state, shard,
+                                              chunk_docs=options.checkpoint_docs, per_token=options.per_token,
+                                              progress=progress)
         except MdlbenchError:
             # A record that turned out bad late in a stream (or a model that failed): the run cannot finish as
             # it is, so what this invocation began is removed; a run resumed from earlier chunks keeps them.
@@ -192,15 +217,18 @@ def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, ou
 
 
 def _add_extras(plan: PlannedRun, outcome: RunOutcome, corpus: Corpus, options: RunOptions, out_dir: Path,
-                baselines: BaselineRunner, spec: str, log: Log) -> None:
-    """Two-part and real-coding tables for a finished model run: only what is missing (or all, with --force)."""
+                baselines: BaselineRunner, log: Log) -> None:
+    """Per-token, two-part and real-coding tables for a finished run: only what is missing (or all, with --force)."""
+    if extras.tokens_missing(out_dir, plan.run_id, options.per_token):
+        log(f"per-token rows for {outcome.model} × {corpus.name} ...")
+        tables.commit(out_dir, extras.tokens_partition(plan, corpus, options.checkpoint_docs))
     if plan.loaded is None:
         return
     codes = requested_codes(options.two_part, int(plan.row["n_params"] or 0))
     todo = codes if options.force else extras.missing_two_part(out_dir, plan.run_id, codes, plan.loaded.format)
     if todo:
         log(f"two-part codes for {outcome.model} × {corpus.name}: {', '.join(todo)} ...")
-        refs = baselines.result(spec, outcome.corpus_sha256)
+        refs = baselines.result(corpus, outcome.corpus_sha256)
         tables.commit(out_dir, extras.two_part_partitions(plan, corpus, outcome.summary, todo, refs,
                                                           options.checkpoint_docs, out_dir))
     if options.verify_coding > 0 and (options.force or extras.coding_missing(out_dir, plan.run_id,
@@ -214,7 +242,6 @@ class Pair:
     """One (model, corpus) run of the job, and what a look at the results folder found for it."""
 
     slot: ModelSlot
-    corpus_spec: str
     corpus: Corpus
     reused: RunOutcome | None = None  # finished, with every extra: nothing to load or write
 
@@ -244,12 +271,12 @@ def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist:
             "recomputes)")
         _drop_leftovers(RunState(out_dir, pair.reused.run_id), log)
         if leader_extras:
-            baselines.start(pair.corpus_spec, open_kwargs(options), corpus_sha256=pair.reused.corpus_sha256)
+            baselines.start(pair.corpus, corpus_sha256=pair.reused.corpus_sha256)
         return pair.reused
     plan = pair.slot.plan(pair.corpus, log)
     if leader_extras:
         # Baselines start once a run on the corpus is known to be valid: bad input writes nothing.
-        baselines.start(pair.corpus_spec, open_kwargs(options))
+        baselines.start(pair.corpus)
     state = RunState(out_dir, plan.run_id)
     if state.is_complete() and not options.force:
         log(f"run {plan.run_id} ({pair.label}) is already complete in {out_dir}; adding what it lacks")
@@ -261,11 +288,12 @@ def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist:
     if outcome.status in ("done", "reused"):
         outcome.corpus_sha256 = str(_runs_row(out_dir, plan.run_id).get("corpus_sha256", ""))
         if leader_extras:
-            _add_extras(plan, outcome, pair.corpus, options, out_dir, baselines, pair.corpus_spec, log)
+            _add_extras(plan, outcome, pair.corpus, options, out_dir, baselines, log)
     return outcome
 
 
-def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], options: RunOptions, out_dir: Path,
+def run_benchmark(model_specs: Sequence[str | ModelEntry], corpus_specs: Sequence[str | CorpusEntry],
+                  options: RunOptions, out_dir: Path,
                   *, log: Log | None = None, dist: DistContext | None = None) -> list[RunOutcome]:
     """Every corpus under every model, one run per pair, plus the extras. A failing run is reported and the
     others go on.
@@ -282,13 +310,13 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
         raise InputError("--shard and torchrun both split the work; use one of them")
     shard = dist.shard if dist.enabled else (Shard.parse(options.shard) if options.shard else SINGLE)
     check_out_dir(out_dir)
-    corpora = [open_corpus(s, **open_kwargs(options)) for s in corpus_specs]
-    slots = [ModelSlot(spec, options) for spec in model_specs]
+    corpora = [open_entry(s, options) for s in corpus_specs]
+    slots = [ModelSlot(as_model_entry(spec), options) for spec in model_specs]
     # Prequential settings are checked now, so that a bad one fails before anything is scored or written.
     prequential = _prequential_inputs(options) if options.prequential else None
     leader_extras = dist.is_leader and shard.count == 1
     names = baseline_names(options.baselines) if leader_extras else []
-    pairs = [Pair(slot, spec, corpus) for slot in slots for spec, corpus in zip(corpus_specs, corpora, strict=True)]
+    pairs = [Pair(slot, corpus) for slot in slots for corpus in corpora]
     for pair in pairs:
         pair.reused = _reusable(pair, options, out_dir, leader_extras)
     needed = {id(p.corpus): p.corpus for p in pairs if p.reused is None}
@@ -314,7 +342,7 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
             if i + 1 == len(pairs) or pairs[i + 1].slot is not pair.slot:
                 pair.slot.release()
         if leader_extras:
-            _attach_comparisons(outcomes, corpus_specs, corpora, options, out_dir, baselines, prequential)
+            _attach_comparisons(outcomes, corpora, options, out_dir, baselines, prequential, log)
     except BaseException:
         baselines.terminate()  # an interrupt or error: the child's work is lost anyway, do not wait for it
         raise
@@ -333,18 +361,17 @@ def _prequential_inputs(options: RunOptions) -> tuple[Any, tuple[int, ...], dict
     return load_tokenizer(options.prequential_tokenizer), seeds, arch
 
 
-def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str], corpora: Sequence[Corpus],
+def _attach_comparisons(outcomes: list[RunOutcome], corpora: Sequence[Corpus],
                         options: RunOptions, out_dir: Path, baselines: BaselineRunner,
-                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None] | None) -> None:
+                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None] | None, log: Log) -> None:
     """Best baselines, two-part rows and prequential results next to each run, for the console summary."""
     from mdlbench.baselines.run import best_verified
 
-    by_corpus = {c.name: (spec, c) for spec, c in zip(corpus_specs, corpora, strict=True)}
+    by_corpus = {c.name: c for c in corpora}
     for o in outcomes:
         if o.status not in ("done", "reused") or o.corpus not in by_corpus:
             continue
-        spec, _ = by_corpus[o.corpus]
-        refs = baselines.result(spec, o.corpus_sha256)
+        refs = baselines.result(by_corpus[o.corpus], o.corpus_sha256)
         for key, mode in (("best_per_document", "per_document"), ("best_concatenated", "concatenated")):
             best = best_verified(refs, mode)
             o.extras[key] = None if best is None else (str(best["compressor"]), float(best["bits_per_byte"]))
@@ -356,8 +383,10 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str],
 
         tokenizer, seeds, arch = prequential
         for corpus in corpora:
-            result = run_prequential_for_corpus(corpus, arch=arch, tokenizer=tokenizer, seeds=seeds,
-                                                out_dir=out_dir, force=options.force)
+            result = run_prequential_for_corpus(
+                corpus, arch=arch, tokenizer=tokenizer, seeds=seeds, out_dir=out_dir, force=options.force,
+                log=log if options.progress in ("auto", "bar") else None,
+                progress=Progress("prequential", mode="json") if options.progress == "json" else None)
             for o in outcomes:
                 if o.corpus == corpus.name and o.status in ("done", "reused"):
                     o.extras["prequential"] = result.aggregate

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import pyarrow as pa
 
 from mdlbench import tables
 from mdlbench.codelength import BITS_PER_BYTE, fsum_bits
@@ -22,9 +23,14 @@ from mdlbench.config import UNIFORM_BYTES
 from mdlbench.corpora import Corpus
 from mdlbench.errors import InputError
 from mdlbench.mdl import two_part
-from mdlbench.run.chunks import iter_chunks
+from mdlbench.run.chunks import iter_chunks, token_columns
 from mdlbench.run.plan import PlannedRun
 from mdlbench.scoring.base import Scorer
+
+
+def run_names(plan: PlannedRun, corpus: Corpus) -> dict[str, str]:
+    """The model and corpus columns every table keyed by a run carries."""
+    return {"model": str(plan.row["model"]), "corpus": corpus.name}
 
 
 def corpus_data_bits(scorer: Scorer, corpus: Corpus, chunk_docs: int) -> float:
@@ -44,6 +50,22 @@ def missing_two_part(out_dir: Path, run_id: str, requested: Sequence[str], model
     present = _stored(out_dir, "two_part", run_id)
     codes = present["param_code"].astype(str).tolist() if len(present) else []
     return two_part.missing_codes(requested, codes, has_gguf=model_format == "gguf")
+
+
+def tokens_missing(out_dir: Path, run_id: str, per_token: bool) -> bool:
+    return per_token and not tables.partition_exists(out_dir, "tokens", run_id)
+
+
+def tokens_partition(plan: PlannedRun, corpus: Corpus, chunk_docs: int) -> dict[tuple[str, str], Any]:
+    """The ``tokens`` rows of a finished run that was scored without them: the corpus coded again in the run's own
+    chunks (so the same batches and the same bits as its documents table)."""
+    names = run_names(plan, corpus)
+    parts = [tables.columns_to_arrow("tokens", token_columns(names["model"], names["corpus"],
+                                                             sorted(plan.scorer.score(chunk),
+                                                                    key=lambda c: c.doc_index)))
+             for chunk in iter_chunks(corpus, chunk_docs)]
+    return {("tokens", plan.run_id): pa.concat_tables(parts) if parts else tables.columns_to_arrow(
+        "tokens", {n: [] for n in tables.TABLES["tokens"][1].names})}
 
 
 def coding_missing(out_dir: Path, run_id: str, n_docs: int) -> bool:
@@ -70,13 +92,16 @@ def two_part_partitions(plan: PlannedRun, corpus: Corpus, summary: dict[str, Any
                                      gguf_path=loaded.gguf_file)
     except ValueError as exc:
         raise InputError(f"--two-part {','.join(codes)}: {exc}") from None
-    stored = _stored(out_dir, "two_part", plan.run_id).to_dict("records")
+    names = run_names(plan, corpus)
+    stored = [{k: v for k, v in r.items() if k not in names}
+              for r in _stored(out_dir, "two_part", plan.run_id).to_dict("records")]
     rows = two_part.merge_rows(stored, new)
     refs = [two_part.Baseline(str(r.compressor), str(r.mode), float(r.bits_per_byte)) for r in baselines.itertuples()]
     refs.append(two_part.Baseline(UNIFORM_BYTES, "per_document", float(BITS_PER_BYTE)))
-    return {("two_part", plan.run_id): tables.to_arrow("two_part", rows),
+    vs = two_part.vs_baseline_rows(rows, refs)
+    return {("two_part", plan.run_id): tables.to_arrow("two_part", [{**names, **r} for r in rows]),
             ("two_part_vs_baseline", plan.run_id): tables.to_arrow("two_part_vs_baseline",
-                                                                   two_part.vs_baseline_rows(rows, refs))}
+                                                                   [{**names, **r} for r in vs])}
 
 
 def coding_partition(plan: PlannedRun, corpus: Corpus, n_docs: int) -> dict[tuple[str, str], Any]:
@@ -88,4 +113,5 @@ def coding_partition(plan: PlannedRun, corpus: Corpus, n_docs: int) -> dict[tupl
     settings: Any = plan.scorer
     rows = verify_coding(plan.loaded, docs, window=settings.window, stride=settings.stride,
                          first_token=settings.settings.first_token, end=settings.settings.end)
-    return {("coding", plan.run_id): coding_table(rows)}
+    names = run_names(plan, corpus)
+    return {("coding", plan.run_id): coding_table([{**names, **r} for r in rows])}

@@ -10,6 +10,9 @@
     checkpoint_docs = 64
 
 Unknown keys and wrong types are errors that name the key, the file and the fix (with a "did you mean").
+A model or corpus is a spec (``"NAME=SPEC"`` names it), or a table: ``{spec = "data/web.jsonl", name = "web",
+text_field = "body", id_field = "url", data_files = ..., revision = ..., domain = "web"}`` for a corpus read
+differently from the others, ``{spec = "models/tiny0", name = "tiny"}`` for a model.
 ``window`` and ``stride`` may be lists (a window sweep): one run per value, a list paired with a list of the same
 length or with a single value (``window = [256, 512, 1024]`` with ``stride = [128, 256, 512]`` or no stride).
 """
@@ -21,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mdlbench.config import RunOptions, strict_from_mapping, suggest
+from mdlbench.config import CorpusEntry, ModelEntry, RunOptions, strict_from_mapping, suggest
 from mdlbench.errors import InputError
 
 if sys.version_info >= (3, 11):
@@ -39,8 +42,8 @@ SWEEPABLE = ("window", "stride")
 @dataclass(frozen=True, slots=True)
 class Job:
     path: Path
-    models: tuple[str, ...]
-    corpora: tuple[str, ...]
+    models: tuple[str | ModelEntry, ...]
+    corpora: tuple[str | CorpusEntry, ...]
     variants: tuple[RunOptions, ...]  # one per swept value; a single one without a sweep
     out: Path | None
 
@@ -73,10 +76,14 @@ def load_job(path: Path) -> Job:
     for key in data:
         if key not in TOP_LEVEL_KEYS:
             raise InputError(f"{path}: unknown key {key!r}; {suggest(key, TOP_LEVEL_KEYS)}")
-    for key in ("models", "corpora"):
+    entries: dict[str, list[Any]] = {}
+    for key, cls in (("models", ModelEntry), ("corpora", CorpusEntry)):
         value = data.get(key)
-        if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-            raise InputError(f"{path}: {key!r} must be a non-empty list of strings, e.g. {key} = [\"sample\"]")
+        if not isinstance(value, list) or not value or not all(isinstance(v, (str, dict)) for v in value):
+            raise InputError(f"{path}: {key!r} must be a non-empty list of specs (strings, or tables such as "
+                             f"{{spec = \"data.jsonl\", name = \"web\"}}), e.g. {key} = [\"sample\"]")
+        entries[key] = [v if isinstance(v, str) else strict_from_mapping(cls, v, f"{path} {key}[{i}]")
+                        for i, v in enumerate(value)]
     raw_options = data.get("options", {})
     if not isinstance(raw_options, dict):
         raise InputError(f"{path}: [options] must be a table")
@@ -91,4 +98,4 @@ def load_job(path: Path) -> Job:
     if out is not None and not isinstance(out, str):
         raise InputError(f"{path}: 'out' must be a string path")
     # A relative `out` is relative to the working directory, like --out.
-    return Job(path, tuple(data["models"]), tuple(data["corpora"]), tuple(variants), Path(out) if out else None)
+    return Job(path, tuple(entries["models"]), tuple(entries["corpora"]), tuple(variants), Path(out) if out else None)

@@ -44,9 +44,8 @@ def _package_version(name: str) -> str:
 
 def run_identity(model: ModelIdentity | None, corpus: Corpus, options: RunOptions, device_type: str) -> dict[str, Any]:
     """What the run id hashes; ``model`` None is uniform-bytes."""
-    common = {"corpus_identity": corpus.identity(), "text_field": options.text_field, "id_field": options.id_field,
-              "errors": options.errors, "bootstrap_samples": options.bootstrap_samples, "seed": options.seed,
-              "per_token": options.per_token, "scoring_code_version": mdlbench.SCORING_CODE_VERSION}
+    common = {"corpus_identity": corpus.identity(), "bootstrap_samples": options.bootstrap_samples,
+              "seed": options.seed, "scoring_code_version": mdlbench.SCORING_CODE_VERSION}
     if model is None:
         return {**common, "model": UNIFORM_BYTES}
     identity = {**common, **model.address(), "window": options.window, "stride": options.stride,
@@ -83,9 +82,9 @@ def _config_json(model_spec: str, corpus: Corpus, options: RunOptions) -> str:
                       sort_keys=True)
 
 
-def plan_uniform_run(corpus: Corpus, options: RunOptions) -> PlannedRun:
+def plan_uniform_run(corpus: Corpus, options: RunOptions, *, name: str = UNIFORM_BYTES) -> PlannedRun:
     identity = run_identity(None, corpus, options, "cpu")
-    row = {"model": UNIFORM_BYTES, "model_revision": "", "model_sha256": "", "model_format": "builtin",
+    row = {"model": name, "model_revision": "", "model_sha256": "", "model_format": "builtin",
            "tokenizer_sha256": "", "pre_tokenizer": "", "vocab_size": 256, "window": None, "stride": None,
            "first_token": "none", "end": "none", "protocol": options.protocol, "prefix_token_id": None,
            "eos_token_id": None,

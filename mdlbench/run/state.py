@@ -136,6 +136,9 @@ class RunState:
         meta[b"chunk_seconds"] = repr(seconds).encode()
         write_parquet_atomic(documents.replace_schema_metadata(meta), self.chunk_path(k))
 
+    def chunk_files(self, kind: str) -> list[Path]:
+        return sorted(self.dir.glob(f"chunk-*.{kind}.parquet"))
+
     def done_chunks(self) -> list[int]:
         return sorted(int(p.name[6:14]) for p in self.dir.glob("chunk-*.parquet") if p.name.count(".") == 1)
 

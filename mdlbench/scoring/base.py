@@ -45,8 +45,9 @@ class Scorer(Protocol):
 
     name: str
     vocab_size: int
-    # Called after every forward batch with the number of predictions it coded (live tokens/s); None: nobody asked.
-    on_progress: Callable[[int], None] | None
+    # Called after every forward batch with the predictions it coded and the bytes of the tokens they predicted
+    # (live tokens/s, bytes and ETA between checkpoints); None: nobody asked.
+    on_progress: Callable[[int, int], None] | None
 
     def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[Any]:
         """CPU-side preparation of a chunk (tokenization, window plans); may run in a background thread."""

@@ -54,6 +54,16 @@ class _Prepared:
     roundtrip_ok: bool
     spans: list[tuple[int, int]] | None
     bits: list[np.ndarray | None] = field(default_factory=list)  # per window, filled by the forward passes
+    window_bytes: list[int] = field(default_factory=list)  # bytes of the tokens each window predicts (progress)
+
+
+def _window_bytes(windows: list[Window], spans: list[tuple[int, int]] | None, n_prefix: int) -> list[int]:
+    """Bytes of the text tokens each window predicts (stream[u + 1] for its scored u; the EOS has none)."""
+    if spans is None:
+        return [0] * len(windows)
+    widths = np.array([0] * n_prefix + [e - s for s, e in spans] + [0], dtype=np.int64)  # per stream position
+    cumulative = np.concatenate([[0], np.cumsum(widths)])
+    return [int(cumulative[min(w.input_end + 1, len(widths))] - cumulative[w.score_start + 1]) for w in windows]
 
 
 def resolve_token_id(tokenizer: Any, token: str) -> int:
@@ -111,7 +121,7 @@ class HFScorer:
         self._head_checked = False
         self._byte_level = is_byte_level(self.tokenizer)
         # Called after every forward batch with the number of predictions it scored (live tokens/s on stderr).
-        self.on_progress: Callable[[int], None] | None = None
+        self.on_progress: Callable[[int, int], None] | None = None
 
     # -- preparation (background thread) ------------------------------------------------------------------
     def _prepare(self, item: tuple[int, Document]) -> _Prepared:
@@ -123,7 +133,8 @@ class HFScorer:
         stream = prefix + ids + suffix
         windows = plan_windows(len(stream) - 1, self.window, self.stride)
         spans = token_byte_spans(self.tokenizer, ids, doc.text, self._byte_level)  # context curve bytes, tokens rows
-        return _Prepared(doc_index, doc, ids, stream, windows, ok, spans, [None] * len(windows))
+        return _Prepared(doc_index, doc, ids, stream, windows, ok, spans, [None] * len(windows),
+                         _window_bytes(windows, spans, len(prefix)))
 
     # -- the model ------------------------------------------------------------------------------------------
     def _scored_bits(self, batch: list[tuple[_Prepared, int]]) -> list[np.ndarray]:
@@ -226,7 +237,8 @@ class HFScorer:
                 p.bits[w] = bits
             start += len(batch)
             if self.on_progress is not None:
-                self.on_progress(sum(p.windows[w].n_scored for p, w in batch))
+                self.on_progress(sum(p.windows[w].n_scored for p, w in batch),
+                                 sum(p.window_bytes[w] for p, w in batch))
         for p in pool:
             yield self._finish(p)
 

@@ -21,7 +21,7 @@ class UniformBytesScorer:
 
     def __init__(self, per_token: bool = False) -> None:
         self.per_token = per_token
-        self.on_progress: Callable[[int], None] | None = None
+        self.on_progress: Callable[[int, int], None] | None = None
 
     def prepare(self, docs: Iterable[tuple[int, Document]]) -> list[tuple[int, Document]]:
         return list(docs)

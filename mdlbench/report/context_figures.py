@@ -16,10 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
 
 from mdlbench.codelength import BITS_PER_BYTE
 from mdlbench.config import UNIFORM_BYTES
-from mdlbench.report.figures import MARKERS, UNIFORM_COLOR, _new, _save, short, spread
+from mdlbench.report.figures import MARKERS, UNIFORM_COLOR, _new, _save, _text_size_px, short, spread
 
 DODGE_PX = 4.0  # horizontal distance between neighbouring lines' markers
 ZERO_X = 0.5  # where context length 0 (bucket [0, 1)) sits on the log axis, labelled "0"
@@ -93,6 +94,11 @@ def _draw(ax: Axes, curves: Sequence[Curve], refs: Sequence[tuple[float, str, st
                         arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6} if abs(f - g) > 0.01 else None)
 
 
+def _labels_px(fig: Figure, labels: Sequence[str]) -> float:
+    """Width in pixels of the longest end-of-line label, with the gap between the axes and the label."""
+    return max([_text_size_px(fig, t, 8)[0] for t in labels] + [30.0]) + 0.03 * fig.bbox.width / 2
+
+
 def model_curves(curve: pd.DataFrame, runs: pd.DataFrame, colors: Mapping[str, str], column: str,
                  domain: str = "") -> list[Curve]:
     """One Curve per run (uniform-bytes excluded: it is a reference line) of ``column`` against the bucket; pass one
@@ -118,12 +124,17 @@ def context_curves(curve: pd.DataFrame, runs: pd.DataFrame, colors: Mapping[str,
                    path: Path) -> Path:
     """Left: bits/token against context length; right: bits/byte (log2 x), one line per run, all documents."""
     fig, axes = _new(1, 2)
-    fig.subplots_adjust(left=0.075, right=0.84, bottom=0.13, top=0.88, wspace=0.52)
     left, right = axes[0, 0], axes[0, 1]
     tok = model_curves(curve, runs, colors, "bits_per_token")
     byte = model_curves(curve, runs, colors, "bits_per_byte")
     refs = [(BITS_PER_BYTE, f"{UNIFORM_BYTES} (8)", UNIFORM_COLOR)] if (
         runs["model"].astype(str) == UNIFORM_BYTES).any() else []
+    # Each panel's labels sit right of it: leave room for the longest one after each panel.
+    width = fig.bbox.width
+    label_px = _labels_px(fig, [c.label for c in tok + byte] + [r[1] for r in refs])
+    right_px, gap_px = width - label_px - 8, label_px + 62
+    panel_px = max(80.0, (right_px - 0.075 * width - gap_px) / 2)
+    fig.subplots_adjust(left=0.075, right=right_px / width, bottom=0.13, top=0.88, wspace=gap_px / panel_px)
     xs = [float(x) for c in tok + byte for x in c.x] or [1.0, 2.0]
     zero = any(x == ZERO_X for x in xs)
     for ax, curves, r, ylabel in ((left, tok, [], "code length (bits/token)"),
@@ -184,7 +195,8 @@ def window_sweep(curves: Sequence[Curve], corpus: str, path: Path) -> Path:
     """Bits/byte against the window size (log2 x), one line per model and stride rule, 95% CIs."""
     fig, axes = _new()
     ax = axes[0, 0]
-    fig.subplots_adjust(left=0.09, right=0.72, bottom=0.13, top=0.9)
+    fig.subplots_adjust(left=0.09, right=max(0.55, 1 - (_labels_px(fig, [c.label for c in curves]) + 8) /
+                                            fig.bbox.width), bottom=0.13, top=0.88)
     xs = [float(x) for c in curves for x in c.x] or [1.0, 2.0]
     _log2_axis(ax, xs, False)
     _draw(ax, curves, [])

@@ -346,6 +346,11 @@ def _point_labels(ax: plt.Axes, items: Sequence[tuple[float, float, str, str, in
                     if abs(f - g) > 0.005 else None, zorder=4)
 
 
+def _rate(v: float) -> str:
+    """A bits/byte value in four significant digits, without exponents: 432.7, 7.181, 61,554."""
+    return f"{v:,.0f}" if abs(v) >= 1000 else f"{v:.4g}"
+
+
 MAX_TWO_PART_ROWS = 12  # bars per figure; the table below the figure lists every code
 
 
@@ -379,13 +384,21 @@ def two_part_bars(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
     cols = [colors[b[0].model] for b in bars]
     data = np.array([b[2] for b in bars])
     params = np.array([b[3] for b in bars])
+    names = [f"{short(b[0].model, 26)} · {b[1]}" for b in bars]
+    label_px = max([_text_size_px(fig, n, 8)[0] for n in names] + [40.0])
+    fig.subplots_adjust(left=min(0.45, (label_px + 24) / fig.bbox.width))
     left.barh(y_arr, data, height=0.72, color=cols, edgecolor="black", lw=0.5)
     right.barh(y_arr, params, height=0.72, color=cols, alpha=0.55, hatch="//", edgecolor="black", lw=0.5)
     left.set_xlim(0, max([BITS_PER_BYTE, *data]) * 1.25)
-    right.set_xlim(0, (params.max() if len(params) else 1.0) * 1.55)
-    for yi, d, p, b in zip(y_arr, data, params, bars, strict=True):
+    # Room for the text at the end of the longest bars: each bar plus its text fits inside the panel.
+    notes = [f" {_rate(p)}  (total {_rate(b[4])})" for p, b in zip(params, bars, strict=True)]
+    width_px = right.get_window_extent().width
+    room = [p / max(0.2, 1 - (_text_size_px(fig, n, 7.5)[0] + 8) / width_px) for p, n in zip(params, notes,
+                                                                                             strict=True)]
+    right.set_xlim(0, max(room) if room and max(room) > 0 else 1.0)
+    for yi, d, p, n in zip(y_arr, data, params, notes, strict=True):
         left.text(d, yi, f" {d:.3f}", va="center", ha="left", fontsize=7.5)
-        right.text(p, yi, f" {p:.4g}  (total {b[4]:.4g})", va="center", ha="left", fontsize=7.5)
+        right.text(p, yi, n, va="center", ha="left", fontsize=7.5)
     refs = [(BITS_PER_BYTE, "raw bytes: 8", UNIFORM_COLOR, "-")]
     if rows:
         sha = str(res.runs_of(rows[0].corpus)["corpus_sha256"].iloc[0])
@@ -400,7 +413,7 @@ def two_part_bars(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
         left.annotate(text, xy=(f, 1.0), xycoords="axes fraction", xytext=(g, 1.035), textcoords="axes fraction",
                       ha="center", va="bottom", fontsize=7.5, color=color,
                       arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6} if abs(f - g) > 0.01 else None)
-    left.set_yticks(y_arr, [f"{short(b[0].model, 18)} · {b[1]}" for b in bars], fontsize=8)
+    left.set_yticks(y_arr, names, fontsize=8)
     extra = max(0.0, 6.0 - pos) / 2  # few bars stay slim, centred
     left.set_ylim(pos - 0.5 + extra, -0.5 - extra)  # cheapest code of the best model at the top
     left.set_xlabel("data L(D|θ), bits/byte", fontsize=8.5)

@@ -235,6 +235,33 @@ def _roll_forward(out_dir: Path, stage: Path) -> None:
     shutil.rmtree(stage, ignore_errors=True)
 
 
+def partition_values(out_dir: Path, table: str) -> list[str]:
+    """The partition values of a table in a results folder (sorted), e.g. the run ids of ``documents``."""
+    key, _ = TABLES[table]
+    prefix = f"{key}="
+    root = Path(out_dir) / table
+    if not root.is_dir():
+        return []
+    return sorted(p.name[len(prefix):] for p in root.iterdir()
+                  if p.name.startswith(prefix) and (p / "part-0.parquet").is_file())
+
+
+def read_partition(out_dir: Path, table: str, value: str) -> pa.Table:
+    """One partition as Arrow, the partition column first, then the registered schema's columns: a column its file
+    lacks (written before the column was added) reads as null, and stored types are cast to the registered ones."""
+    key, schema = TABLES[table]
+    path = partition_dir(out_dir, table, value) / "part-0.parquet"
+    try:
+        stored = pq.read_table(path)
+        columns = [stored.column(f.name).cast(f.type) if f.name in stored.column_names
+                   else pa.nulls(stored.num_rows, f.type) for f in schema]
+    except (OSError, pa.ArrowException) as exc:
+        raise InputError(f"{path}: not a readable mdlbench Parquet table ({exc}); "
+                         f"run `mdlbench gc {out_dir}` or remove the damaged partition") from exc
+    return pa.Table.from_arrays([pa.array([value] * stored.num_rows, pa.string()), *columns],
+                                schema=pa.schema([pa.field(key, pa.string()), *schema]))
+
+
 def read_table(out_dir: Path, table: str) -> pd.DataFrame:
     """All partitions of a table as one DataFrame (empty, with the schema's columns, if there are none)."""
     import pandas as pd

@@ -40,3 +40,17 @@ def describe_two_part(rows: Any) -> list[str]:
     return [f"  {r.param_code:<16} model {r.model_bits / BITS_PER_BYTE / 1e6:10.3f} MB  "
             f"data {r.data_bits_per_byte:.4f} bits/byte  total {r.total_bits_per_byte:10.4f} bits/byte"
             for r in rows.itertuples()]
+
+
+CONSOLE_WIDTH = 120
+
+
+def wrap_lines(lines: Sequence[str], *, first: str = "", indent: int = 0, width: int = CONSOLE_WIDTH) -> str:
+    """Paragraphs under a hanging label: ``first`` starts the first line, every line is indented by ``indent``;
+    words wrap at ``width``, and a path or another word longer than a line is kept whole."""
+    import textwrap
+
+    pad = " " * indent
+    return "\n".join(textwrap.fill(line, width, initial_indent=first.ljust(indent) if i == 0 else pad,
+                                   subsequent_indent=pad, break_long_words=False, break_on_hyphens=False)
+                     for i, line in enumerate(lines))

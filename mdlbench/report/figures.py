@@ -209,16 +209,31 @@ def _text_size_px(fig: plt.Figure, text: str, fontsize: float) -> tuple[float, f
     return ext.width, ext.height
 
 
+def _dodged(ax: plt.Axes, xs: Sequence[float], sides: Sequence[int]) -> tuple[list[float], list[float]]:
+    """Display x of each point after ``dodge``, and where its label starts: left of its group's leftmost point
+    (side < 0) or right of the rightmost one, so that no label covers a neighbour's marker."""
+    true_px = [float(ax.transData.transform((x, 0))[0]) for x in xs]
+    px = dodge(true_px, DODGE_PX)
+    anchors = list(px)
+    for g in clusters(true_px, DODGE_PX):
+        lo, hi = min(px[i] for i in g), max(px[i] for i in g)
+        for i in g:
+            anchors[i] = lo if sides[i] < 0 else hi
+    return px, anchors
+
+
 def _log_limits_for_labels(ax: plt.Axes, xs: Sequence[float], widths: Sequence[float], sides: Sequence[int],
                            pad_px: float) -> None:
-    """Widen a log x axis until every label (``widths`` px, left or right of its point at ``pad_px``) fits inside."""
+    """Widen a log x axis until every label (``widths`` px, left or right of its group at ``pad_px``) fits inside."""
     for _ in range(6):
         bbox = ax.get_window_extent()
-        px = dodge([ax.transData.transform((x, 0))[0] for x in xs], DODGE_PX)
-        need_left = max([0.0] + [bbox.x0 - (p - pad_px - w) for p, w, s in zip(px, widths, sides, strict=True)
-                                 if s < 0] + [bbox.x0 - p + DODGE_PX for p in px])
-        need_right = max([0.0] + [(p + pad_px + w) - bbox.x1 for p, w, s in zip(px, widths, sides, strict=True)
-                                  if s > 0])
+        px, anchors = _dodged(ax, xs, sides)
+        margin = 6.0  # pixels between a label and the axes' edge
+        need_left = max([0.0] + [bbox.x0 + margin - (a - pad_px - w) for a, w, s in zip(anchors, widths, sides,
+                                                                                        strict=True) if s < 0]
+                        + [bbox.x0 - p + DODGE_PX for p in px])
+        need_right = max([0.0] + [(a + pad_px + w) - (bbox.x1 - margin) for a, w, s in zip(anchors, widths, sides,
+                                                                                           strict=True) if s > 0])
         if need_left <= 0.5 and need_right <= 0.5:
             return
         lo, hi = (math.log10(v) for v in ax.get_xlim())
@@ -239,7 +254,8 @@ def bpb_vs_params(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
     ax = axes[0, 0]
     fig.subplots_adjust(left=0.09, right=0.7, bottom=0.13, top=0.88)
     corpus = rows[0].corpus if rows else "?"
-    sized = sorted((r for r in rows if r.n_params > 0), key=lambda r: (r.n_params, r.model))
+    sized = sorted((r for r in rows if r.n_params > 0 and math.isfinite(r.rates.bits_per_byte)),
+                   key=lambda r: (r.n_params, r.model))  # an all-empty corpus has no rate to draw
     markers = model_markers([r.model for r in rows])
     top = max([BITS_PER_BYTE] + [r.rates.ci_high for r in sized if not math.isnan(r.rates.ci_high)]
               + [r.rates.bits_per_byte for r in sized])
@@ -259,7 +275,7 @@ def bpb_vs_params(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
         sizes = [float(r.n_params) for r in sized]
         span = max(math.log10(max(sizes) / min(sizes)), 0.5)
         ax.set_xlim(min(sizes) / 10 ** (0.15 * span), max(sizes) * 10 ** (0.15 * span))
-        texts = [f"{short(r.model)}  {r.rates.bits_per_byte:.3f}" for r in sized]
+        texts = [f"{_run_label(res, r, sized)}  {r.rates.bits_per_byte:.3f}" for r in sized]
         widths = [_text_size_px(fig, t, 8)[0] for t in texts]
         pad = 9.0
         sides = [1] * len(sized)
@@ -274,23 +290,24 @@ def bpb_vs_params(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
         assign_sides()
         _log_limits_for_labels(ax, sizes, widths, sides, pad)
         groups = assign_sides()
-        px = dodge([ax.transData.transform((x, 0))[0] for x in sizes], DODGE_PX)
+        px, anchors = _dodged(ax, sizes, sides)
         inv = ax.transData.inverted()
         xs = [float(inv.transform((p, 0))[0]) for p in px]
+        label_xs = [float(inv.transform((a, 0))[0]) for a in anchors]
         for r, x in zip(sized, xs, strict=True):
             y = r.rates.bits_per_byte
             err = None if math.isnan(r.rates.ci_low) else np.array([[y - r.rates.ci_low], [r.rates.ci_high - y]])
             ax.errorbar([x], [y], yerr=err, fmt=markers[r.model], ms=7, capsize=3, color=colors[r.model],
                         mec="black", mew=0.6, ecolor=colors[r.model], zorder=3)
-        _point_labels(ax, [(x, r.rates.bits_per_byte, t, colors[r.model], s, w)
-                           for r, x, t, s, w in zip(sized, xs, texts, sides, widths, strict=True)], pad)
+        _point_labels(ax, [(x, r.rates.bits_per_byte, t, colors[r.model], s, w, lx)
+                           for r, x, t, s, w, lx in zip(sized, xs, texts, sides, widths, label_xs, strict=True)], pad)
+        ticks, labels = [], []
+        for g in groups:
+            lo, hi = min(sizes[i] for i in g), max(sizes[i] for i in g)
+            ticks.append(math.sqrt(lo * hi))
+            labels.append(param_count(lo) if param_count(lo) == param_count(hi) else
+                          f"{param_count(lo)}–{param_count(hi)}")
         if len(groups) <= 6:
-            ticks, labels = [], []
-            for g in groups:
-                lo, hi = min(sizes[i] for i in g), max(sizes[i] for i in g)
-                ticks.append(math.sqrt(lo * hi))
-                labels.append(param_count(lo) if param_count(lo) == param_count(hi) else
-                              f"{param_count(lo)}–{param_count(hi)}")
             ax.xaxis.set_major_locator(FixedLocator(ticks))
             ax.xaxis.set_major_formatter(FixedFormatter(labels))
         else:
@@ -298,12 +315,13 @@ def bpb_vs_params(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
             ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: param_count(v)))
         shared = [g for g in groups if len(g) > 1]
         if shared:
-            note = "; ".join(f"{', '.join(short(sized[i].model, 18) for i in g)} ({param_count(sizes[g[0]])})"
-                             for g in shared)
+            note = "; ".join(f"{', '.join(dict.fromkeys(short(sized[i].model, 18) for i in g))} "
+                             f"({param_count(sizes[g[0]])})" for g in shared)
             ax.text(0.01, 0.015, f"side by side, equal size: {note}", transform=ax.transAxes, fontsize=7,
                     color="#555555", va="bottom", ha="left")
-        ax.set_xlabel("parameters (count, log scale; a tick at each model's size)" if len(groups) > 1 else
-                      f"parameters (every model here has {labels[0]})" if len(groups) <= 6 else "parameters")
+        ax.set_xlabel(f"parameters (every model here has {labels[0]})" if len(groups) == 1 else
+                      "parameters (count, log scale; a tick at each model's size)" if len(groups) <= 6 else
+                      "parameters (count, log scale)")
     ax.set_ylabel("code length (bits/byte)")
     ax.set_title(f"Bits per byte vs model size on {corpus}\neach document coded alone; 95% document-bootstrap CI",
                  fontsize=9.5)
@@ -311,15 +329,17 @@ def bpb_vs_params(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
     return _save(fig, path)
 
 
-def _point_labels(ax: plt.Axes, items: Sequence[tuple[float, float, str, str, int, float]], pad_px: float) -> None:
-    """Label points directly: (x, y, text, colour, side, width px), the text left (side < 0) or right of its point.
-    Labels whose boxes would overlap are spread vertically, with a leader line to their point when moved."""
+def _point_labels(ax: plt.Axes, items: Sequence[tuple[float, float, str, str, int, float, float]],
+                  pad_px: float) -> None:
+    """Label points directly: (x, y, text, colour, side, width px, label x), the text left (side < 0) or right of the
+    label x (the point's, or its group's edge). Labels whose boxes would overlap are spread vertically, with a
+    leader line to their point when moved."""
     fig = ax.figure
     bbox = ax.get_window_extent()
     height = _text_size_px(fig, "Ag", 8)[1] * 1.25 / bbox.height  # one label's height, as an axes fraction
     boxes = []
-    for x, y, _, _, side, width in items:
-        px, py = ax.transData.transform((x, y))
+    for _, y, _, _, side, width, label_x in items:
+        px, py = ax.transData.transform((label_x, y))
         x0 = px + pad_px if side > 0 else px - pad_px - width
         boxes.append((x0, x0 + width, (py - bbox.y0) / bbox.height))
     ys = [b[2] for b in boxes]
@@ -337,13 +357,27 @@ def _point_labels(ax: plt.Axes, items: Sequence[tuple[float, float, str, str, in
     for g in groups:
         for i, v in zip(g, spread([ys[i] for i in g], height, 0.03, 0.97), strict=True):
             placed[i] = v
-    for (x, y, text, color, side, _), (x0, x1, _), f, g in zip(items, boxes, ys, placed, strict=True):
+    for (x, y, text, color, side, _, label_x), (x0, x1, _), f, g in zip(items, boxes, ys, placed, strict=True):
         anchor = ((x0 if side > 0 else x1) - bbox.x0) / bbox.width
+        moved = abs(f - g) > 0.005 or label_x != x
         ax.annotate(text, xy=(x, y), xycoords="data", xytext=(anchor, g), textcoords="axes fraction",
                     va="center", ha="left" if side > 0 else "right", fontsize=8, color="black",
                     bbox={"boxstyle": "square,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.8},
                     arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6, "shrinkA": 0, "shrinkB": 5}
-                    if abs(f - g) > 0.005 else None, zorder=4)
+                    if moved else None, zorder=4)
+
+
+def _run_label(res: Results, row: LeaderRow, shown: Sequence[LeaderRow]) -> str:
+    """The model's short name, and what tells its runs apart when it has several here (the window, else the id)."""
+    name = short(row.model)
+    same = [r for r in shown if r.model == row.model]
+    if len(same) < 2:
+        return name
+    runs = res.runs.set_index("run_id")
+    windows = {r.run_id: runs.at[r.run_id, "window"] if r.run_id in runs.index else None for r in same}
+    if len({str(w) for w in windows.values()}) == len(same) and all(pd.notna(w) for w in windows.values()):
+        return f"{name} W={int(windows[row.run_id])}"
+    return f"{name} {row.run_id[:8]}"
 
 
 def _rate(v: float) -> str:
@@ -382,8 +416,8 @@ def two_part_bars(res: Results, rows: Sequence[LeaderRow], colors: Mapping[str, 
         pos += 1.0
     y_arr = np.array(y)
     cols = [colors[b[0].model] for b in bars]
-    data = np.array([b[2] for b in bars])
-    params = np.array([b[3] for b in bars])
+    data = np.nan_to_num(np.array([b[2] for b in bars], dtype=float))  # NaN only for an all-empty corpus
+    params = np.nan_to_num(np.array([b[3] for b in bars], dtype=float))
     names = [f"{short(b[0].model, 26)} · {b[1]}" for b in bars]
     label_px = max([_text_size_px(fig, n, 8)[0] for n in names] + [40.0])
     fig.subplots_adjust(left=min(0.45, (label_px + 24) / fig.bbox.width))

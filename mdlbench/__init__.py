@@ -7,9 +7,10 @@ The layout follows the flow of a run: corpora -> scoring -> code lengths -> tabl
     codelength.py    PURE: units, sum-then-divide rates, the document bootstrap
     windowing.py     PURE: which tokens each forward pass reads and which predictions it owns
     tables.py        the one schema registry (every table), atomic commits, reads
+    export.py        every table of a results folder as one CSV or JSON Lines file (`mdlbench export`)
     fsio.py          atomic writes and advisory locks;  digests.py  file sha256s, cached by file identity
     progress.py      the one progress reporter (bar, plain lines or JSON on stderr)
-    corpora/         corpus specs -> streamed Documents (readers, manifests)
+    corpora/         corpus specs -> streamed Documents (readers, manifests, catalog.py: what `-c NAME` can mean)
     scoring/         identity.py (a model from its files, no torch), models.py (loading), hf.py (the only module
                      that runs a model for code lengths), uniform.py, tokens.py (byte spans), base.py (Scorer)
     mdl/             parameter accounting (params.py), weight codes (weights_code.py), two-part codes (two_part.py)

@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from mdlbench.errors import with_path
+from mdlbench.errors import InputError, with_path
 from mdlbench.fsio import file_lock, write_bytes_atomic
 from mdlbench.signals import deferred
 
@@ -379,3 +379,15 @@ def read_table(out_dir: Path, table: str) -> pd.DataFrame:
               f"({', '.join(damaged[:3])}{', ...' if len(damaged) > 3 else ''}); see `mdlbench verify {out_dir}`",
               file=sys.stderr)
     return df
+
+
+def read_partition_keyed(out_dir: Path, table: str, value: str) -> pa.Table:
+    """One partition as Arrow with its partition column first (for exports); InputError when it is damaged."""
+    key, schema = TABLES[table]
+    arrow = read_partition_arrow(out_dir, table, value)
+    if arrow is None:
+        folder = partition_dir(out_dir, table, value)
+        raise InputError(f"{folder}: damaged (not as committed, or not readable); see `mdlbench verify {out_dir}` "
+                         f"and `mdlbench gc --damaged {out_dir}`")
+    return pa.Table.from_arrays([pa.array([value] * arrow.num_rows, pa.string()), *arrow.columns],
+                                schema=pa.schema([pa.field(key, pa.string()), *schema]))

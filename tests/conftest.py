@@ -10,6 +10,8 @@ import importlib.util
 import io
 import json
 import os
+import shutil
+import subprocess
 import tempfile
 from pathlib import Path
 
@@ -112,3 +114,14 @@ def jsonl_corpus(tmp_path) -> Path:
         for i, text in enumerate(TEXTS):
             f.write(json.dumps({"id": f"d{i}", "text": text, "domain": "test"}, ensure_ascii=False) + "\n")
     return path
+
+
+def chromium(*args: str) -> subprocess.CompletedProcess:
+    """Headless Chromium with a throwaway profile and nothing that reaches the network; skips when it is absent."""
+    if shutil.which("chromium") is None:
+        pytest.skip("chromium is not installed (`apt-get install -y chromium`; .ci/run installs it)")
+    with tempfile.TemporaryDirectory() as profile:
+        return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
+                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                               "--no-first-run", f"--user-data-dir={profile}", *args],
+                              capture_output=True, text=True, timeout=120)

@@ -131,7 +131,8 @@ def test_the_numeric_core_imports_without_torch():
 
 @pytest.mark.parametrize("argv", [["--help"], ["ls", "{out}"], ["gc", "{out}", "--dry-run"], ["merge", "{out}"],
                                   ["baselines", "--list"], ["manifest", "create", "{corpus}", "--name", "m",
-                                                            "--out-dir", "{tmp}"]])
+                                                            "--out-dir", "{tmp}"], ["models"], ["corpora"],
+                                  ["export", "{out}", "--format", "csv", "--out", "{tmp}/csv"]])
 def test_commands_that_need_no_model_import_neither_torch_nor_transformers(tmp_path, argv):
     corpus = tmp_path / "c.txt"
     corpus.write_text("hello")

@@ -7,20 +7,24 @@ Numbers are derived by hand here (Σ bits / Σ bytes) and parsed back from the M
 from __future__ import annotations
 
 import datetime
+import html
 import json
 import math
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 import pytest
+from conftest import chromium
 
 from mdlbench import tables
 from mdlbench.cli import main as cli_main
 from mdlbench.errors import InputError
 from mdlbench.report import write_report
 from mdlbench.report.data import compare_runs, load_results
-from mdlbench.report.figures import is_blank, pixel_size, spread
+from mdlbench.report.figures import clusters, dodge, is_blank, pixel_size, spread
 
 SHA = "ab" * 32
 # (doc_id, domain, n_bytes, bits under A, bits under B)
@@ -225,11 +229,9 @@ def test_two_models_get_a_paired_section_and_missing_tables_are_named(tmp_path):
     results = tmp_path / "results"
     _write_results(results, optional=False)
     out = tmp_path / "report"
-    assert cli_main(["report", str(results), "--report-dir", str(out), "--runs", "tiny-a,bbbb"]) == 0
+    assert cli_main(["report", str(results), "--out", str(out), "--runs", "tiny-a,bbbb"]) == 0
     md = (out / "report.md").read_text("utf-8")
-    assert md.startswith(f"Regenerate: `mdlbench report {results} --report-dir {out} --runs tiny-a,bbbb`")
-    # --out names the results folder in every subcommand: the old `report RESULTS --out REPORT` is refused clearly.
-    assert cli_main(["report", str(results), "--out", str(out)]) == 2
+    assert md.startswith(f"Regenerate: `mdlbench report {results} --out {out} --runs tiny-a,bbbb`")
     for name in ("baselines", "two_part", "prequential", "coding"):
         assert f"**Absent:** `{name}`" in md
     board = _table_after(md, "Leaderboard")
@@ -249,7 +251,7 @@ def test_no_runs_and_bad_selections_are_input_errors(tmp_path, results):
     empty.mkdir()
     with pytest.raises(InputError, match="no runs in this folder"):
         load_results(empty)
-    assert cli_main(["report", str(empty), "--report-dir", str(tmp_path / "r")]) == 2
+    assert cli_main(["report", str(empty), "--out", str(tmp_path / "r")]) == 2
     assert not (tmp_path / "r").exists()
     with pytest.raises(InputError, match="--corpus 'nope'"):
         load_results(results, corpus="nope")
@@ -260,3 +262,55 @@ def test_spread_keeps_order_and_gap():
     assert got == sorted(got) and all(b - a >= 0.05 - 1e-9 for a, b in zip(got, got[1:], strict=False))
     assert math.isclose(sum(got) / 3, (0.5 + 0.5 + 0.51) / 3, abs_tol=1e-9)
     assert spread([0.0, 0.0], 0.1) == pytest.approx([0.0, 0.1])
+
+
+# Appended to a copy of report.html: measures the laid-out page and writes the numbers into the DOM.
+_MEASURE = """<script>
+const boxes = [...document.querySelectorAll("table")].map(t => {
+  const box = t.parentElement;
+  return {boxed: box.matches("div.scroll"), overflow: getComputedStyle(box).overflowX, client: box.clientWidth,
+          scroll: box.scrollWidth, right: box.getBoundingClientRect().right, head: t.querySelector("th").textContent,
+          clipped: [...t.querySelectorAll("td, th")].filter(c => c.scrollWidth > c.clientWidth).length};
+});
+document.body.setAttribute("data-layout", JSON.stringify({window: window.innerWidth,
+  page: document.documentElement.scrollWidth, boxes: boxes}));
+</script>"""
+
+
+def test_report_html_fits_a_1280_px_window(report, tmp_path):
+    page = tmp_path / "measured.html"
+    page.write_text((report / "report.html").read_text("utf-8").replace("</body>", _MEASURE + "</body>"), "utf-8")
+    dom = chromium("--dump-dom", "--window-size=1280,2000", page.as_uri())
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    layout = json.loads(html.unescape(re.search(r'data-layout="([^"]*)"', dom.stdout).group(1)))
+    assert layout["window"] == 1280
+    assert layout["page"] <= layout["window"]  # the page never scrolls sideways...
+    boxes = layout["boxes"]
+    assert len(boxes) >= 8 and all(b["boxed"] and b["overflow"] == "auto" for b in boxes)
+    assert all(b["right"] <= layout["window"] and b["clipped"] == 0 for b in boxes)
+    board = boxes[0]
+    assert board["head"] == "model" and board["scroll"] > board["client"]  # ...the wide leaderboard scrolls in its box
+
+
+def test_clusters_and_dodge_move_only_points_that_would_overlap():
+    assert clusters([0.0, 30.0, 5.0], 10.0) == [[0, 2], [1]]
+    assert dodge([10.0, 10.0, 100.0], 16.0) == [2.0, 18.0, 100.0]  # a pair spread around its size; a loner stays
+    assert dodge([50.0, 50.0, 50.0], 10.0) == [40.0, 50.0, 60.0]
+
+
+def test_models_of_equal_size_and_rate_are_both_visible(results, tmp_path):
+    """A model and its quantized twin: the same parameter count and (here) the same bits; neither may hide the other."""
+    import matplotlib.colors
+    import matplotlib.image
+
+    from mdlbench.report import figures
+    from mdlbench.report.data import leaderboard
+
+    res = load_results(results)
+    a = next(r for r in leaderboard(res, "toy") if r.model == "tiny-a")
+    twins = [a, replace(a, run_id="twin", model="tiny-a-q4")]
+    colors = figures.model_colors([r.model for r in twins])
+    img = matplotlib.image.imread(figures.bpb_vs_params(res, twins, colors, tmp_path / "twins.png"))[..., :3]
+    for r in twins:
+        rgb = np.array(matplotlib.colors.to_rgb(colors[r.model]))
+        assert int((np.abs(img - rgb).max(axis=-1) < 0.05).sum()) > 20, r.model

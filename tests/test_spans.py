@@ -12,8 +12,6 @@ import json
 import math
 import shutil
 import struct
-import subprocess
-import tempfile
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -22,7 +20,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import TEXTS
+from conftest import TEXTS, chromium
 
 from mdlbench import tables
 from mdlbench.cli import main as cli_main
@@ -287,14 +285,6 @@ class _Spans(HTMLParser):
             self._span["text"] += data
 
 
-def _chromium(*args: str) -> subprocess.CompletedProcess:
-    with tempfile.TemporaryDirectory() as profile:
-        return subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu",
-                               "--disable-background-networking", "--disable-component-update", "--disable-sync",
-                               "--no-first-run", f"--user-data-dir={profile}", *args],
-                              capture_output=True, text=True, timeout=120)
-
-
 _HOVER = ('<script>document.querySelector("section[data-doc-id=d0] .s:nth-child(2)").dispatchEvent('
           'new MouseEvent("mouseover", {bubbles: true}));</script>')
 
@@ -306,7 +296,7 @@ def test_view_page_in_a_real_browser(results, tmp_path):
     for name, extra in (("run", []), ("diff", ["--against", ids["gpt2"]])):
         page = tmp_path / f"{name}.html"
         assert cli_main(["view", str(out), "--run", ids["bpe"], *extra, "--top", "6", "-o", str(page)]) == 0
-        dom = _chromium("--dump-dom", page.as_uri())
+        dom = chromium("--dump-dom", page.as_uri())
         assert dom.returncode == 0, dom.stderr[-2000:]
         parsed = _Spans()
         parsed.feed(dom.stdout)
@@ -332,13 +322,13 @@ def test_view_page_in_a_real_browser(results, tmp_path):
         first = parsed.docs["d0"]["spans"][1]
         hover = tmp_path / f"{name}-hover.html"
         hover.write_text(page.read_text("utf-8").replace("</body>", _HOVER + "</body>"), encoding="utf-8")
-        dom = _chromium("--dump-dom", hover.as_uri()).stdout
+        dom = chromium("--dump-dom", hover.as_uri()).stdout
         tip = dom[dom.index('id="tip"'):]
         tip = tip[:tip.index("</div></div>") if "</div></div>" in tip else len(tip)]
         assert "hidden" not in tip.split(">", 1)[0] and "context" in tip
         assert all(f"<td>{t[0]}</td>" in tip for t in json.loads(first["data-ta"]) + json.loads(first["data-tb"]))
         shot = tmp_path / f"{name}.png"
-        r = _chromium(f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
+        r = chromium(f"--screenshot={shot}", "--window-size=1280,2000", page.as_uri())
         assert r.returncode == 0 and shot.is_file(), r.stderr[-2000:]
         width, height = struct.unpack(">II", shot.read_bytes()[16:24])  # PNG IHDR
         assert (width, height) == (1280, 2000)

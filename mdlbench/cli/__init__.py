@@ -36,6 +36,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "merge": ("mdlbench.cli.merge", "assemble sharded runs once all their shards are done"),
     "verify": ("mdlbench.cli.verify", "check every committed file of a results folder against its recorded sha256"),
     "manifest": ("mdlbench.cli.manifest", "create a pinned corpus manifest (sha256 of every file)"),
+    "export": ("mdlbench.cli.export", "every table of a results folder as CSV or JSON Lines, one file per table"),
+    "models": ("mdlbench.cli.models", "built-in models: where the packaged default is, its size, how to install it"),
+    "corpora": ("mdlbench.cli.corpora", "the built-in corpora and the manifests found, with sizes and licenses"),
 }
 
 

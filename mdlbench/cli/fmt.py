@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import textwrap
 from collections.abc import Sequence
 from typing import Any
 
@@ -40,3 +41,15 @@ def describe_two_part(rows: Any) -> list[str]:
     return [f"  {r.param_code:<16} model {r.model_bits / BITS_PER_BYTE / 1e6:10.3f} MB  "
             f"data {r.data_bits_per_byte:.4f} bits/byte  total {r.total_bits_per_byte:10.4f} bits/byte"
             for r in rows.itertuples()]
+
+
+CONSOLE_WIDTH = 120  # console summaries and notes fit a terminal this wide
+
+
+def wrap_lines(lines: Sequence[str], *, first: str = "", indent: int = 0, width: int = CONSOLE_WIDTH) -> str:
+    """Paragraphs under a hanging label: ``first`` starts the first line, every line is indented by ``indent``;
+    words wrap at ``width``, and a path or another word longer than a line is kept whole."""
+    pad = " " * indent
+    return "\n".join(textwrap.fill(line, width, initial_indent=first.ljust(indent) if i == 0 else pad,
+                                   subsequent_indent=pad, break_long_words=False, break_on_hyphens=False)
+                     for i, line in enumerate(lines))

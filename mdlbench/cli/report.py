@@ -1,5 +1,5 @@
-"""`mdlbench report [DIR] [--report-dir REPORT]`: a Markdown report with PNG figures (optionally one HTML file) from
-the tables of a results folder."""
+"""`mdlbench report [DIR] [-o REPORT]`: a Markdown report with PNG figures (optionally one HTML file) from the tables
+of a results folder (DIR, default ./mdlbench-results or $MDLBENCH_OUT)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import argparse
 import shlex
 from pathlib import Path
 
-from mdlbench.cli.args import add_results_dir, results_folder
+from mdlbench.config import default_out_dir
 from mdlbench.errors import EXIT_OK
 
 
@@ -20,8 +20,9 @@ def _run_list(text: str) -> list[str]:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
-    add_results_dir(parser)
-    add("-o", "--report-dir", type=Path, default=None, metavar="REPORT",
+    add("dir", type=Path, nargs="?", metavar="DIR",
+        help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
+    add("-o", "--out", type=Path, default=None, metavar="REPORT",
         help="report folder (default reports/<name of the results folder>); report.md and figures/ go there")
     add("--runs", type=_run_list, metavar="ID,...", help="only these runs (ids, unique id prefixes or model names)")
     add("--corpus", metavar="NAME", help="only runs on this corpus")
@@ -33,7 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _report_command(results: Path, args: argparse.Namespace, out: Path) -> str:
-    parts = ["mdlbench", "report", str(results), "--report-dir", str(out)]
+    parts = ["mdlbench", "report", str(results), "--out", str(out)]
     if args.runs:
         parts += ["--runs", ",".join(args.runs)]
     if args.corpus:
@@ -48,8 +49,8 @@ def _report_command(results: Path, args: argparse.Namespace, out: Path) -> str:
 def main(args: argparse.Namespace) -> int:
     from mdlbench.report import write_report
 
-    results = results_folder(args)
-    out = args.report_dir or Path("reports") / (results.resolve().name or "report")
+    results = args.dir or default_out_dir()
+    out = args.out or Path("reports") / (results.resolve().name or "report")
     paths = write_report(results, out, run_ids=args.runs, corpus=args.corpus, html=args.html,
                          command=args.regenerate_command or _report_command(results, args, out),
                          context_domains=args.context_domains)

@@ -11,7 +11,6 @@ import argparse
 import json
 import math
 import sys
-import textwrap
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -27,7 +26,7 @@ from mdlbench.cli.args import (
     positive_int,
     results_dir,
 )
-from mdlbench.cli.fmt import describe_two_part, fmt_bytes, format_table
+from mdlbench.cli.fmt import describe_two_part, fmt_bytes, format_table, wrap_lines
 from mdlbench.config import DEFAULT_CORPUS, DEFAULT_MODELS, RunOptions, default_out_dir
 from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
 
@@ -36,7 +35,6 @@ if TYPE_CHECKING:
 
 # Flags that describe one invocation; everything else belongs in a job file when one is given.
 INVOCATION_FLAGS = ("job", "out", "force", "json", "progress", "shard", "explain")
-CONSOLE_WIDTH = 120  # the summary and its notes fit a terminal of this width
 RUN_ID_SHOWN = 8  # a prefix is enough to name a run (`compare`, `report --runs` take unique prefixes)
 
 
@@ -198,7 +196,7 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path, *, explain: bool = 
                     print(f"  the cheapest code, {r['param_code']}, pays for itself against {best[0]} on more "
                           f"than {fmt_bytes(n_star)} of such text")
         if explain:
-            print("\n" + textwrap.fill(EXPLANATION, CONSOLE_WIDTH))
+            print("\n" + wrap_lines([EXPLANATION]))
         else:
             print("  (how to read these: `mdlbench run --explain`, or the README's two-part section)")
     preq = {o.corpus: o.extras["prequential"] for o in outcomes if o.extras.get("prequential")}

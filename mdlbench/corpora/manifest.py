@@ -75,10 +75,15 @@ class Manifest:
     sha256: str  # of the manifest file's bytes: pins the whole corpus definition
 
 
+def labelled_manifest_dirs() -> list[tuple[str, Path]]:
+    """(where, folder) in lookup order: each $MDLBENCH_MANIFESTS entry, ./data_manifests, the built-ins."""
+    env = [(f"${MANIFEST_ENV}", Path(p)) for p in os.environ.get(MANIFEST_ENV, "").split(os.pathsep) if p]
+    return [*env, ("./data_manifests", Path.cwd() / "data_manifests"), ("built-in", BUILTIN_MANIFESTS)]
+
+
 def manifest_dirs() -> list[Path]:
     """Where manifest names are looked up, first match wins: $MDLBENCH_MANIFESTS, ./data_manifests, built-ins."""
-    dirs = [Path(p) for p in os.environ.get(MANIFEST_ENV, "").split(os.pathsep) if p]
-    return [*dirs, Path.cwd() / "data_manifests", BUILTIN_MANIFESTS]
+    return [path for _, path in labelled_manifest_dirs()]
 
 
 def find_manifest(name: str) -> Path | None:

@@ -98,9 +98,14 @@ def _inline_html(text: str) -> str:
     return "".join(out)
 
 
+# The page is at most 1100 px wide; a table wider than that scrolls inside its own box (div.scroll) with its first
+# column kept in view, so the page itself never scrolls sideways and no cell is clipped.
 _CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;
-color:#222;line-height:1.45}table{border-collapse:collapse;margin:1em 0;font-size:.85em}th,td{border:1px solid #ccc;
-padding:.25em .5em}th{background:#f3f3f3}td.r{text-align:right;font-variant-numeric:tabular-nums}
+color:#222;line-height:1.45}p,li,figcaption{overflow-wrap:anywhere}
+div.scroll{overflow-x:auto;max-width:100%;margin:1em 0}table{border-collapse:collapse;font-size:.8em}
+th,td{border:1px solid #ccc;padding:.2em .4em}th{background:#f3f3f3}td{background:#fff}
+th:first-child,td:first-child{position:sticky;left:0;z-index:1}
+td.r{text-align:right;font-variant-numeric:tabular-nums}td code{white-space:nowrap}
 code{background:#f5f5f5;padding:0 .2em}pre{background:#f5f5f5;padding:.6em;overflow-x:auto}figure{margin:1em 0}
 img{max-width:100%}figcaption{font-style:italic;font-size:.9em}"""
 
@@ -122,7 +127,8 @@ def to_html(blocks: Sequence[Block], base_dir: Path, title: str) -> str:
             body = "".join("<tr>" + "".join(f"{td}{_inline_html(c)}</td>" for c, td in
                                             zip(row, (('<td class="r">' if r else "<td>") for r in right),
                                                 strict=True)) + "</tr>" for row in b.rows)
-            out.append(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+            out.append(f"<div class=\"scroll\"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+                       "</div>")
         elif isinstance(b, Figure):
             data = base64.b64encode((base_dir / b.path).read_bytes()).decode("ascii")
             out.append(f"<figure><img alt=\"{html.escape(b.caption)}\" src=\"data:image/png;base64,{data}\">"

@@ -134,7 +134,7 @@ def _domain_section(res: Results, corpus: str, colors: dict[str, str], fig_dir: 
         return blocks + [Para("No documents.")]
     path = figures.domain_bars(doms, colors, corpus, fig_dir / f"domains-{_slug(corpus)}.png")
     blocks.append(Figure(f"{rel}/{path.name}", f"Bits/byte per domain on {corpus}: Σ bits / Σ bytes within the "
-                                                "domain, 95% document-bootstrap CI."))
+                                                "domain (each document coded alone), 95% document-bootstrap CI."))
     by = {(d.model, d.domain): d.rates for d in doms}
     docs_in = {n: next(d.rates for d in doms if d.domain == n) for n in names}
     rows = []
@@ -182,9 +182,11 @@ def _two_part_section(res: Results, rows: Sequence[LeaderRow], colors: dict[str,
     if not with_tp:
         return blocks + [_absent(res, "two_part")]
     path = figures.two_part_bars(res, with_tp, colors, fig_dir / f"two-part-{_slug(rows[0].corpus)}.png")
-    blocks.append(Figure(f"{rel}/{path.name}", "Two-part code per model and parameter code: data bits L(D|θ) (solid) "
-                                               "and parameter + tokenizer bits L(θ) (hatched); the dotted line is "
-                                               "the raw corpus at 8 bits/byte."))
+    blocks.append(Figure(f"{rel}/{path.name}", "Two-part code per model and parameter code, in bits per byte of the "
+                                               "corpus, on two linear axes: data bits L(D|θ) (left; each document "
+                                               "coded alone, against raw bytes at 8 and the best per-document "
+                                               "compressor) and parameter + tokenizer bits L(θ) (right, with the "
+                                               "total L(θ) + L(D|θ) at the end of each bar)."))
     table_rows = []
     assert tp is not None
     for r in with_tp:
@@ -331,8 +333,11 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
         path = figures.bpb_vs_params(res, rows, colors, fig_dir / f"bpb-vs-params-{_slug(corpus)}.png")
         blocks += [Heading(3, "Bits per byte against model size"),
                    Figure(f"{fig_subdir}/{path.name}",
-                          f"Bits/byte against parameter count on {corpus} (log x, 95% CI); horizontal lines: "
-                          "uniform-bytes at 8 and the best per-document compressor of each family.")]
+                          f"Bits/byte against parameter count on {corpus} (log x, a tick at each model's size; "
+                          "95% CI; each document coded alone). References: uniform-bytes at 8, the per-document "
+                          "compressors as a band from the best to the worst family (dashed: the best), and the best "
+                          "compressor on the corpus as one stream (dotted). Models of equal size are drawn side by "
+                          "side around their tick.")]
         blocks += _domain_section(res, corpus, colors, fig_dir, fig_subdir)
         if len(rows) == 2:
             blocks += _comparison_section(res, rows, fig_dir, fig_subdir)

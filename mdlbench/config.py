@@ -37,6 +37,9 @@ UNIFORM_BYTES = "uniform-bytes"  # the non-neural sanity line: every byte costs 
 DEFAULT_MODEL = "default"
 DEFAULT_MODELS = (DEFAULT_MODEL, UNIFORM_BYTES)
 DEFAULT_CORPUS = "sample"
+# What a no-argument `mdlbench run` scores: a named selection of `sample` that keeps its four domains and answers in
+# minutes on 2 CPU cores (mdlbench/data/manifests/sample-quick.toml); `-c sample` scores all of it.
+RUN_DEFAULT_CORPUS = "sample-quick"
 DEFAULT_OUT = "mdlbench-results"
 OUT_ENV = "MDLBENCH_OUT"
 DEFAULT_WINDOW_CAP = 2048  # default window: the model's context, capped here (memory and comparability)

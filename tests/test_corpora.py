@@ -112,3 +112,14 @@ def test_a_manifest_corpus_reopens_from_the_source_a_run_records():
     assert again.sha256() == first.sha256()
     with pytest.raises(InputError, match="the manifest file is gone"):
         open_corpus("manifest:/nonexistent/sample.toml")
+
+
+def test_the_quick_default_is_a_selection_of_sample_with_all_its_domains():
+    quick, full = open_corpus("sample-quick"), open_corpus("sample")
+    docs = list(quick.documents())
+    by_id = {d.doc_id: d for d in full.documents()}
+    assert quick.name == "sample-quick" and len(docs) == 9
+    assert {d.domain for d in docs} == {d.domain for d in by_id.values()} == {"prose", "code", "docs", "poetry_zh"}
+    assert all(by_id[d.doc_id] == d for d in docs)  # the same documents, byte for byte
+    assert [d.doc_id for d in docs] == [i for i in by_id if i in {d.doc_id for d in docs}]  # in the sample's order
+    assert quick.scan().n_bytes == sum(d.n_bytes for d in docs) == 35_188

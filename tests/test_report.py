@@ -314,3 +314,25 @@ def test_models_of_equal_size_and_rate_are_both_visible(results, tmp_path):
     for r in twins:
         rgb = np.array(matplotlib.colors.to_rgb(colors[r.model]))
         assert int((np.abs(img - rgb).max(axis=-1) < 0.05).sum()) > 20, r.model
+
+
+def test_a_folder_of_prequential_runs_only_is_listed_and_reported(tmp_path):
+    """`ls` and `report` show prequential results like any run (no model run is needed)."""
+    from conftest import run_cli
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"text": "abc " * (i + 3)}) + "\n" for i in range(6)))
+    out = tmp_path / "preq"
+    arch = tmp_path / "arch.json"
+    arch.write_text(json.dumps({"model_type": "gpt2", "n_layer": 1, "n_embd": 16, "n_head": 2}))
+    code, stdout, err = run_cli("prequential", "-c", corpus, "--arch", arch, "--estimator", "online", "--seeds",
+                                "0,1", "--out", out, "--quiet")
+    assert code == 0 and "(6 documents)" in stdout, err
+    run_id = tables.read_table(out, "prequential")["run_id"].iloc[0]
+    assert len(run_id) == 16
+    code, stdout, _ = run_cli("ls", out)
+    line = next(line for line in stdout.splitlines() if line.startswith(run_id))
+    assert "prequential online, 2 seeds" in line and "gpt2 1x16" in line
+    code, _, err = run_cli("report", out, "--out", tmp_path / "r")
+    md = (tmp_path / "r" / "report.md").read_text()
+    assert code == 0 and "1 prequential run" in md and f"`{run_id}`" in md, err

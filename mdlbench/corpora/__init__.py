@@ -139,9 +139,10 @@ def _manifest_factory(m: Manifest, errors: Errors) -> Callable[[], Iterator[Docu
                 path = resolve_source_path(m.path, s.path or "")
                 if path.is_file() and path.suffix in TEXT_SUFFIXES:
                     # A pinned text file is one document; its id is the manifest's path string (stable).
-                    yield from read_text_file(path, fields, errors, doc_id=s.path)
+                    docs = read_text_file(path, fields, errors, doc_id=s.path)
                 else:
-                    yield from read_local(path, fields, errors)
+                    docs = read_local(path, fields, errors)
+                yield from docs if s.select is None else (d for d in docs if d.doc_id in set(s.select))
 
     return documents
 

@@ -12,6 +12,7 @@ Example (``data_manifests/NAME.toml``)::
     n_bytes = 289464
     text_field = "text"              # optional, for jsonl/parquet
     id_field = "id"                  # optional
+    select = ["a", "b"]              # optional: only these document ids (in the file's order)
     domain = "prose"                 # optional: domain of documents without a domain field
 
     [[sources]]
@@ -63,6 +64,8 @@ class Source:
     domain: str = ""
     license: str = ""
     origin: str = ""
+    # Only these documents of the source, by id, in the source's order (a named selection of a bigger corpus).
+    select: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True, slots=True)

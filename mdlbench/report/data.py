@@ -79,7 +79,11 @@ class Results:
 
     @property
     def corpora(self) -> list[str]:
-        return sorted(self.runs["corpus"].astype(str).unique())
+        """Corpora of the selected runs, and of the prequential runs."""
+        names = set(self.runs["corpus"].astype(str))
+        if self.prequential is not None:
+            names |= set(self.prequential["corpus"].astype(str))
+        return sorted(names)
 
     def runs_of(self, corpus: str) -> pd.DataFrame:
         return self.runs[self.runs["corpus"] == corpus]
@@ -123,13 +127,17 @@ def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus:
     if not out_dir.is_dir():
         raise InputError(f"{out_dir}: no such results folder; give the --out folder of `mdlbench run`")
     runs = read_any(out_dir, "runs")
-    if runs is None or runs.empty:
-        raise InputError(f"{out_dir}: no runs in this folder (no runs/run_id=*/part-0.parquet); run "
+    prequential = read_any(out_dir, "prequential")
+    if (runs is None or runs.empty) and (prequential is None or prequential.empty):
+        raise InputError(f"{out_dir}: no runs in this folder (no runs/ or prequential/ partitions); run "
                          f"`mdlbench run --out {out_dir}` first or give the folder that holds the results")
+    if runs is None:
+        runs = tables.read_table(out_dir, "runs")  # empty, with the columns: a folder of prequential runs only
     if run_ids:
         runs = runs[runs["run_id"].isin(resolve_runs(runs, run_ids, out_dir))]
     if corpus is not None:
-        names = sorted(runs["corpus"].astype(str).unique())
+        names = sorted(set(runs["corpus"].astype(str)) | (set(prequential["corpus"].astype(str))
+                                                          if prequential is not None else set()))
         if corpus not in names:
             raise InputError(f"--corpus {corpus!r}: no selected run scored it; corpora here: {', '.join(names)}")
         runs = runs[runs["corpus"] == corpus]
@@ -141,19 +149,24 @@ def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus:
         return None if df is None else df[df["run_id"].isin(selected)].reset_index(drop=True)
 
     documents = by_run("documents")
-    if documents is None:
+    if documents is None and not runs.empty:
         raise InputError(f"{out_dir}: runs without a documents table; the folder is incomplete — run "
                          f"`mdlbench gc {out_dir}` and re-run")
+    if documents is None:
+        documents = tables.read_table(out_dir, "documents")
     documents = documents.merge(runs[["run_id", "corpus_sha256"]], on="run_id", how="left")
     documents["domain"] = documents["domain"].fillna(NO_DOMAIN).replace("", NO_DOMAIN)
 
     baselines = read_any(out_dir, "baselines")
     if baselines is not None:
         baselines = baselines[baselines["corpus_sha256"].isin(set(runs["corpus_sha256"]))].reset_index(drop=True)
-    prequential = read_any(out_dir, "prequential")
     blocks = read_any(out_dir, "prequential_blocks")
     if prequential is not None:
-        prequential = prequential[prequential["corpus"].isin(set(runs["corpus"]))].reset_index(drop=True)
+        # Prequential runs of the selected corpora; on their own (no model runs, or no selection) every one.
+        keep = set(runs["corpus"]) if (run_ids or len(runs)) else set(prequential["corpus"])
+        if corpus is not None:
+            keep = {corpus}
+        prequential = prequential[prequential["corpus"].isin(keep)].reset_index(drop=True)
         if blocks is not None:
             blocks = blocks[blocks["run_id"].isin(set(prequential["run_id"]))].reset_index(drop=True)
     res = Results(out_dir=out_dir, runs=runs, documents=documents, summary=by_run("summary"),

@@ -309,11 +309,13 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
     curves per domain too."""
     fig_dir = Path(out_dir) / fig_subdir
     colors = figures.model_colors(res.runs["model"].astype(str).tolist())
+    n_preq = 0 if res.prequential is None else res.prequential["run_id"].nunique()
     show_ffn = "ffn_param_share" in res.runs.columns and res.runs["ffn_param_share"].notna().any()
     blocks: list[Block] = [
         Para(f"Regenerate: `{command}`"),
         Heading(1, "mdlbench report"),
-        Para(f"{len(res.runs)} run{'s' * (len(res.runs) != 1)} on {len(res.corpora)} "
+        Para(f"{len(res.runs)} model run{'s' * (len(res.runs) != 1)}"
+             + (f" and {n_preq} prequential run{'s' * (n_preq != 1)}" if n_preq else "") + f" on {len(res.corpora)} "
              f"corpus{'es' * (len(res.corpora) != 1)} ({', '.join(f'`{c}`' for c in res.corpora)}), read from the "
              f"Parquet tables in `{res.out_dir}`. All rates are sum-then-divide over documents; every number is "
              "recomputed from the `documents`, `baselines`, `two_part`, `prequential` and `coding` tables with "
@@ -325,6 +327,10 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
     for corpus in res.corpora:
         rows = leaderboard(res, corpus)
         preq = prequential_rows(res, corpus)
+        if not rows:  # prequential runs only: a learner that reads the corpus, no scored model
+            blocks += [Heading(2, f"Corpus `{corpus}`")]
+            blocks += _prequential_section(res, corpus, "", preq, fig_dir, fig_subdir)
+            continue
         sha = str(res.runs_of(corpus)["corpus_sha256"].iloc[0])
         docs = res.documents[res.documents["run_id"] == rows[0].run_id]
         blocks += [Heading(2, f"Corpus `{corpus}`"), Heading(3, LEADERBOARD_TITLE),

@@ -30,6 +30,14 @@ def format_seconds(seconds: float) -> str:
     return f"{seconds // 60}m{seconds % 60:02d}s"
 
 
+def byte_unit(n_bytes: float) -> tuple[str, float]:
+    """The decimal unit a byte count of this size reads best in: B, KB, MB, GB or TB (``cli.fmt.fmt_bytes`` too)."""
+    for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n_bytes >= scale:
+            return unit, scale
+    return "B", 1.0
+
+
 def eta_seconds(done: float, total: float, seconds_at_last_done: float, seconds_since_last_done: float) -> float:
     """Seconds left at the average rate up to the last advance of ``done``, counting down since then.
 
@@ -107,7 +115,8 @@ class Progress:
         if self.done["docs"] or self.totals["docs"]:
             parts.append(f"{of('docs')} docs,")
         if self.done["bytes"] or self.totals["bytes"]:
-            parts.append(f"{of('bytes', 1e6, ',.2f')} MB,")
+            unit, scale = byte_unit(self.totals["bytes"] or self.done["bytes"])
+            parts.append(f"{of('bytes', scale, ',.0f' if scale == 1 else ',.2f')} {unit},")
         if self.done["tokens"] or self.totals["tokens"]:
             parts.append(f"{of('tokens')} tokens, {s['tokens_per_second']:,.0f} tok/s")
         elif self.done["bytes"]:

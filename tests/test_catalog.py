@@ -97,9 +97,13 @@ def test_corpora_lists_manifests_with_licenses_bytes_and_documents(manifests):
         "shadowed_by"] is None
     assert builtin["n_documents"] == 71 and builtin["n_bytes"] == 308085  # the packaged sample.jsonl
     assert by[("broken", "$MDLBENCH_MANIFESTS")]["problems"][0].startswith("unreadable:")
-    assert [e["where"] for e in entries] == ["$MDLBENCH_MANIFESTS"] * 5 + ["built-in"]
+    assert [e["where"] for e in entries] == ["$MDLBENCH_MANIFESTS"] * 5 + ["built-in"] * 2
+    quick = by[("sample-quick", "built-in")]  # documents selected by id from sample.jsonl: not the file's size
+    assert (quick["n_documents"], quick["n_bytes"]) == (9, None) and quick["sources"] == [
+        "jsonl file, 9 documents selected by id"]
     code, text, _ = run_cli("corpora")
-    assert code == 0 and "license: CC-BY-4.0" in text and "3 documents" in text and f"shadowed by {folder}" in text
+    words = " ".join(text.split())  # lines wrap at 120 columns, never inside a path
+    assert code == 0 and "license: CC-BY-4.0" in words and "3 documents" in words and f"shadowed by {folder}" in words
     assert max(len(line) for line in text.splitlines() if str(folder) not in line) <= 120
 
 

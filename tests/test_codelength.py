@@ -89,4 +89,7 @@ def test_progress_eta_counts_down_between_chunk_updates():
     out = io.StringIO()
     progress = Progress("run", total_bytes=100, stream=out)
     progress.update(1, 50, 10)
-    assert "0.00/0.00 MB" in out.getvalue() and "ETA" in out.getvalue()
+    assert "50/100 B," in out.getvalue() and "ETA" in out.getvalue()
+    big = Progress("run", total_bytes=2_500_000, stream=io.StringIO())
+    big.update(1, 1_250_000, 10)
+    assert "1.25/2.50 MB," in big.line()  # the unit follows the total

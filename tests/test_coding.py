@@ -168,7 +168,7 @@ def test_verify_coding_matches_the_batched_scorer(tiny_loaded):
             assert math.isclose(row["ideal_bits"], ref.code_length_bits, rel_tol=1e-6)
             assert row["roundtrip_ok"] and row["method"] == "model"
             assert abs(row["overhead_bits"]) <= 64 + 1e-3 * row["ideal_bits"]
-    table = coding_table(rows)
+    table = coding_table([{"model": "tiny", "corpus": "c", **r} for r in rows])  # the run's names come first
     assert table.schema.names == TABLES["coding"][1].names and table.num_rows == len(rows)
 
 

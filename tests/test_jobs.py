@@ -201,7 +201,7 @@ def test_gc_removes_incomplete_leftovers(tmp_path, reference):
                                                                   "mean 'window'"),
     ('models = ["a"]\ncorpora = ["b"]\n[options]\nwindow = "big"\n', "window = 'big' has the wrong type"),
     ('models = ["a"]\ncorpora = ["b"]\n[options]\nfirst_token = "eos"\n', "one of 'bos', 'uniform'"),
-    ('models = "a"\ncorpora = ["b"]\n', "'models' must be a non-empty list of strings"),
+    ('models = "a"\ncorpora = ["b"]\n', r"'models' must be a non-empty list of specs .*e\.g\. models = \[.default.\]"),
     ('models = ["a"]\ncorpora = ["b"]\n[options]\nforce = true\n', "unknown key 'force'"),
     ("models = [\n", "not valid TOML"),
 ])

@@ -29,7 +29,7 @@ def test_shard_parse_and_ownership():
 
 
 def _docs(indices: list[int]) -> pa.Table:
-    rows = [{"corpus": "c", "doc_index": i, "doc_id": f"d{i}", "domain": "", "n_bytes": i, "n_chars": i,
+    rows = [{"model": "m", "corpus": "c", "doc_index": i, "doc_id": f"d{i}", "domain": "", "n_bytes": i, "n_chars": i,
              "n_tokens": i, "code_length_bits": float(i), "first_token_bits": 0.0, "end_bits": 0.0,
              "tokenizer_roundtrip_ok": True, "n_replaced_bytes": 0} for i in indices]
     return tables.to_arrow("documents", rows)

@@ -256,7 +256,7 @@ def test_two_part_rows_end_to_end(trained):
     assert len(calls) == 5
     assert by_code["naive-16"]["model_bits"] == 16 * n and by_code["naive-32"]["n_params"] == n
     for r in rows:
-        assert list(r) == tables.TABLES["two_part"][1].names
+        assert ["model", "corpus", *r] == tables.TABLES["two_part"][1].names  # the run names are added on commit
     # Lossless codes carry the run's data bits; each quantized-k carries its model's re-scored bits, in order.
     assert [by_code[c]["data_bits"] for c in ("naive-16", "naive-32", "checkpoint-zstd")] == [data_bits] * 3
     assert [by_code[f"quantized-{k}"]["data_bits"] for k in (8, 6, 4, 3, 2)] == [
@@ -266,9 +266,10 @@ def test_two_part_rows_end_to_end(trained):
     assert by_code["quantized-best"]["model_bits"] == pytest.approx(best["model_bits"] + math.log2(5))
     assert by_code["quantized-best"]["data_bits"] == best["data_bits"]
     # The rows fit the registered schema.
-    assert tables.to_arrow("two_part", rows).num_rows == len(rows)
+    names = {"model": "tiny", "corpus": "c"}
+    assert tables.to_arrow("two_part", [{**names, **r} for r in rows]).num_rows == len(rows)
     vs = vs_baseline_rows(rows, [Baseline("gzip-9", "concatenated", 2.5), Baseline("uniform-bytes", "raw", 8.0)])
-    assert tables.to_arrow("two_part_vs_baseline", vs).num_rows == 2 * len(rows)
+    assert tables.to_arrow("two_part_vs_baseline", [{**names, **r} for r in vs]).num_rows == 2 * len(rows)
 
 
 def test_quantized_needs_rescore_and_unknown_codes_fail():

@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from mdlbench.codelength import BITS_PER_BYTE
+from mdlbench.progress import byte_unit
 
 
 def _cell(v: object) -> str:
@@ -30,10 +31,8 @@ def format_table(header: Sequence[str], rows: Sequence[Sequence[object]]) -> str
 
 def fmt_bytes(n: float) -> str:
     """Example: 478_000_000 -> '478.0 MB'."""
-    for unit, size in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= size:
-            return f"{n / size:,.1f} {unit}"
-    return f"{n:,.0f} B"
+    unit, scale = byte_unit(n)
+    return f"{n / scale:,.1f} {unit}" if scale > 1 else f"{n:,.0f} B"
 
 
 def describe_two_part(rows: Any) -> list[str]:

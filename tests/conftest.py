@@ -125,3 +125,16 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
                                "--disable-background-networking", "--disable-component-update", "--disable-sync",
                                "--no-first-run", f"--user-data-dir={profile}", *args],
                               capture_output=True, text=True, timeout=120)
+
+
+def table_after(md: str, heading: str) -> list[dict[str, str]]:
+    """The first Markdown table after a heading of a report, as dicts keyed by the header."""
+    lines = md.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("#") and line.rstrip().endswith(heading))
+    rows = []
+    for line in lines[start + 1:]:
+        if line.startswith("|"):
+            rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
+        elif rows:
+            break
+    return [dict(zip(rows[0], r, strict=True)) for r in rows[2:]]

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pytest
-from conftest import chromium
+from conftest import chromium, table_after
 
 from mdlbench import tables
 from mdlbench.cli import main as cli_main
@@ -111,24 +111,12 @@ def report(results, tmp_path_factory) -> Path:
     return out
 
 
-def _table_after(md: str, heading: str) -> list[dict[str, str]]:
-    """The first Markdown table after a heading, as dicts keyed by the header."""
-    lines = md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("#") and line.rstrip().endswith(heading))
-    rows = []
-    for line in lines[start + 1:]:
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
-        elif rows:
-            break
-    header, body = rows[0], rows[2:]
-    return [dict(zip(header, r, strict=True)) for r in body]
 
 
 def test_leaderboard_numbers_are_sums_then_ratios(report):
     md = (report / "report.md").read_text("utf-8")
     assert md.splitlines()[0] == "Regenerate: `mdlbench report RESULTS --out REPORT`"
-    board = {r["model"].strip("`"): r for r in _table_after(md, "Leaderboard")}
+    board = {r["model"].strip("`"): r for r in table_after(md, "Leaderboard")}
     n_bytes = sum(d[2] for d in DOCS)
     bpb_a = sum(d[3] for d in DOCS) / n_bytes
     bpb_b = sum(d[4] for d in DOCS) / n_bytes
@@ -154,7 +142,7 @@ def test_leaderboard_numbers_are_sums_then_ratios(report):
     # CI brackets the point estimate; the order is best first.
     low, high = (float(x) for x in board["tiny-a"]["95% CI"].strip("[]").split(","))
     assert low <= bpb_a <= high
-    assert [r["model"].strip("`") for r in _table_after(md, "Leaderboard")][:3] == ["tiny-a", "tiny-b",
+    assert [r["model"].strip("`") for r in table_after(md, "Leaderboard")][:3] == ["tiny-a", "tiny-b",
                                                                                      "uniform-bytes"]
     # The prequential learner: mean ± sd over 2 seeds.
     preq = [r for r in board.values() if r["model"].startswith("prequential")]
@@ -164,7 +152,7 @@ def test_leaderboard_numbers_are_sums_then_ratios(report):
 
 def test_domain_table_sums_within_domain(report):
     md = (report / "report.md").read_text("utf-8")
-    rows = {r["domain"].strip("`"): r for r in _table_after(md, "Bits per byte by domain")}
+    rows = {r["domain"].strip("`"): r for r in table_after(md, "Bits per byte by domain")}
     for domain in ("prose", "code"):
         sel = [d for d in DOCS if d[1] == domain]
         expect = sum(d[3] for d in sel) / sum(d[2] for d in sel)
@@ -234,10 +222,10 @@ def test_two_models_get_a_paired_section_and_missing_tables_are_named(tmp_path):
     assert md.startswith(f"Regenerate: `mdlbench report {results} --out {out} --runs tiny-a,bbbb`")
     for name in ("baselines", "two_part", "prequential", "coding"):
         assert f"**Absent:** `{name}`" in md
-    board = _table_after(md, "Leaderboard")
+    board = table_after(md, "Leaderboard")
     assert [r["model"] for r in board] == ["`tiny-a`", "`tiny-b`"]
     assert board[0]["two-part bits/byte"] == "—" and board[0]["best compressor (per_document)"] == "—"
-    paired = {r["documents"].strip("`"): r for r in _table_after(md, "Paired comparison")}
+    paired = {r["documents"].strip("`"): r for r in table_after(md, "Paired comparison")}
     n_bytes = sum(d[2] for d in DOCS)
     assert float(paired["all"]["ΔR = R(A) − R(B)"]) == pytest.approx(sum(d[3] - d[4] for d in DOCS) / n_bytes,
                                                                       abs=5e-5)

@@ -10,6 +10,7 @@ from pathlib import Path
 import matplotlib.image
 import pyarrow as pa
 import pytest
+from conftest import table_after
 
 from mdlbench import tables
 from mdlbench.context_curve import combine_curves, document_curve
@@ -69,16 +70,6 @@ def results(tmp_path_factory) -> Path:
     return out
 
 
-def _table_after(md: str, heading: str) -> list[dict[str, str]]:
-    lines = md.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith("#") and line.rstrip().endswith(heading))
-    rows = []
-    for line in lines[start + 1:]:
-        if line.startswith("|"):
-            rows.append([c.strip() for c in line.strip().strip("|").split(" | ")])
-        elif rows:
-            break
-    return [dict(zip(rows[0], r, strict=True)) for r in rows[2:]]
 
 
 def test_window_sweep_lines_group_one_model_by_stride_rule(results):
@@ -101,7 +92,7 @@ def test_report_draws_context_curves_and_the_window_sweep(results, tmp_path):
         img = matplotlib.image.imread(png)
         assert img.shape[:2] == pixel_size()[::-1] and not is_blank(png), name
     # Context table: one run per model (tiny-a at its largest window; of the two W=64 runs the later one).
-    rows = {r["context (tokens)"]: r for r in _table_after(md, "Bits against context length")}
+    rows = {r["context (tokens)"]: r for r in table_after(md, "Bits against context length")}
     assert list(rows) == ["[0, 1)", "[1, 2)", "[2, 4)", "all"]
     col = next(h for h in rows["all"] if h.startswith("`tiny-a` W=64") and h.endswith("bits/byte"))
     winner = "a064s"  # finished later than a064 (same window)
@@ -112,7 +103,7 @@ def test_report_draws_context_curves_and_the_window_sweep(results, tmp_path):
     assert float(rows["all"][col]) == pytest.approx(math.fsum(bits) / n_bytes, abs=5e-5)
     assert rows["[0, 1)"]["`uniform-bytes` bits/byte"] == "8.0000" and rows["[0, 1)"][col] == "—"
     # Window sweep table: every tiny-a run, bits/byte and the run's CI.
-    sweep = _table_after(md, "Bits per byte against window size")
+    sweep = table_after(md, "Bits per byte against window size")
     assert [(r["window W"], r["stride S"], r["stride"]) for r in sweep] == [
         ("64", "64", "S = W"), ("16", "8", "S = W/2"), ("32", "16", "S = W/2"), ("64", "32", "S = W/2")]
     for r in sweep:

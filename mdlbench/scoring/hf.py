@@ -25,7 +25,7 @@ import torch
 from mdlbench.codelength import LN2, fsum_bits, uniform_bits
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError, ScoringError
-from mdlbench.scoring.base import DocumentCode, ScoringSettings, TokenCodes
+from mdlbench.scoring.base import DocumentCode, ForwardObserver, ScoredPositions, ScoringSettings, TokenCodes
 from mdlbench.scoring.models import LoadedModel
 from mdlbench.scoring.tokens import encode, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
@@ -109,6 +109,8 @@ class HFScorer:
         self._head_checked = False
         # Called after every forward batch with the number of predictions it scored (live tokens/s on stderr).
         self.on_progress: Callable[[int], None] | None = None
+        # Sees every scoring forward pass and its coded positions (the lens's FFN activity hooks); None: nobody.
+        self.forward_observer: ForwardObserver | None = None
 
     # -- preparation (background thread) ------------------------------------------------------------------
     def _prepare(self, item: tuple[int, Document]) -> _Prepared:
@@ -146,14 +148,17 @@ class HFScorer:
         col_t = torch.tensor(cols, device=self.device)
         target_t = torch.tensor(targets, device=self.device)
         with torch.inference_mode():
+            if self._use_sliced_head and not self._head_checked:
+                # Before the batch's forward, so that the batch is computed by exactly one forward pass.
+                self._check_head(input_ids, self.model.get_output_embeddings())
+            if self.forward_observer is not None:
+                self.forward_observer.begin(ScoredPositions(row_t, col_t, tuple(p.doc for p, _ in batch)))
             if self._use_sliced_head:
                 hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention,
                                                use_cache=False).last_hidden_state  # (B, T, D) model dtype
                 selected = hidden[row_t, col_t]  # (P, D): only the scored positions
                 head = self.model.get_output_embeddings()
-                if not self._head_checked:
-                    self._check_head(input_ids, head)
-            if not self._use_sliced_head:
+            else:
                 logits_all = self.model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
                 selected = logits_all[row_t, col_t]
                 head = None
@@ -180,6 +185,8 @@ class HFScorer:
                         f"(window over stream tokens {win.input_start}..{win.input_end}); nothing was written — "
                         "check the weights and --dtype (float16 overflows on some models; try float32)")
                 bits[s:e] = (nats / LN2).cpu()
+        if self.forward_observer is not None:
+            self.forward_observer.commit()
         out, offset = [], 0
         for p, w in batch:
             n = p.windows[w].n_scored

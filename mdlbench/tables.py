@@ -66,6 +66,31 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("doc_index", _i64), ("doc_id", _str), ("token_index", _i64), ("token_id", _i64),
         ("byte_start", _i64), ("byte_end", _i64), ("context_tokens", _i64), ("code_length_bits", _f64),
     ])),
+    # ---- the FFN lens (mdlbench.lens; README "Model anatomy"). Formulas: mdlbench/lens/rows.py.
+    # One row per component × layer (-1 = all layers) × bits; bits = 0 is the component as stored (reference).
+    "component_codes": ("run_id", pa.schema([
+        ("component", _str), ("layer", _i64), ("bits", _i64), ("n_params", _i64), ("n_quantized_params", _i64),
+        ("param_bits", _f64), ("param_bits_reference", _f64), ("reference_code", _str),
+        ("data_bits", _f64), ("delta_data_bits", _f64), ("net_bits_saved", _f64),
+        ("marginal_data_bits_per_param_bit", _f64), ("packed_bytes", _i64), ("side_bytes", _i64),
+        ("wall_seconds", _f64), ("detail", _str),
+    ])),
+    # One row per layer × domain ("" = all documents), over the coded positions of the base model's passes.
+    "ffn_activity": ("run_id", pa.schema([
+        ("layer", _i64), ("domain", _str), ("n_positions", _i64), ("d_ff", _i64), ("activation", _str),
+        ("active_rule", _str), ("activity_threshold", _f64), ("mean_active_fraction", _f64),
+        ("dead_neurons", _i64), ("neurons_active_under_1pct", _i64), ("p10", _f64), ("p50", _f64), ("p90", _f64),
+        ("top10pct_mass_share", _f64), ("n_active", _i64), ("neuron_active_counts", pa.list_(_i64)),
+        ("neuron_mean_abs_h", pa.list_(_f64)),
+    ])),
+    # One row per criterion × fraction × layer (-1 = every layer pruned); data bits held out (cross-fitted).
+    "ffn_pruning": ("run_id", pa.schema([
+        ("criterion", _str), ("fraction", _f64), ("layer", _i64), ("seed", _i64), ("neurons_removed", _i64),
+        ("params_removed", _i64), ("storage_bits_per_param", _f64), ("param_bits_saved", _f64),
+        ("data_bits", _f64), ("base_data_bits", _f64), ("delta_data_bits", _f64), ("net_bits_saved", _f64),
+        ("data_bits_fold0", _f64), ("data_bits_fold1", _f64), ("n_docs_fold0", _i64), ("n_docs_fold1", _i64),
+        ("wall_seconds", _f64),
+    ])),
 }
 
 

@@ -27,7 +27,8 @@ import pyarrow.parquet as pq
 from mdlbench.errors import InputError
 from mdlbench.locks import file_lock
 
-SCHEMA_VERSION = "2"  # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params
+SCHEMA_VERSION = "3"  # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params; 3: prequential
+# gained n_layer, d_model, d_ff, ffn_ratio, n_params; the lens tables (component_codes, ffn_activity, ffn_pruning)
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"
 

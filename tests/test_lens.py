@@ -392,6 +392,9 @@ def test_activity_row_and_removal_order_by_hand():
     assert row["mean_active_fraction"] == 303 / 1000 and row["top10pct_mass_share"] == 0.5
     assert row["p50"] == 2 / 200
     assert activity.top_k(1536) == 154 and activity.top_k(10) == 1 and activity.top_k(5) == 1
+    share, valid = activity.top_share(torch.tensor([[1.0, 2, 3, 4, 5, 6, 7, 8, 9, 10], [0.0] * 10,
+                                                    [0.0] * 9 + [2.0]]))
+    assert share.tolist() == [10 / 55, 1.0] and valid.tolist() == [True, False, True]  # Σ|h| = 0: no share
     order = pruning.removal_order("frequency", active_counts=np.array([5, 0, 5, 1]), abs_h_sum=np.zeros(4), seed=0,
                                   layer=0)
     assert order.tolist() == [1, 3, 0, 2]  # ties by index

@@ -37,6 +37,7 @@ from mdlbench.prequential.results import (
     aggregate_seeds,
     block_rows,
     canonical_json,
+    model_shape,
     prequential_run_id,
     program_bits,
     summary_row,
@@ -225,7 +226,10 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
         return PrequentialRun(run_id, config_json, (), [], rows, aggregate_seeds(rows))
     cost = program_bits(config_json, files)
     # After the reuse check: checkpoint-zstd of a 16M-parameter start takes about a minute.
-    checkpoint_cost = checkpoint_param_cost(build(0)) if init_checkpoint is not None else None
+    first = build(seeds[0])
+    checkpoint_cost = checkpoint_param_cost(first) if init_checkpoint is not None else None
+    shape = model_shape(first)
+    del first
     estimates, blocks, summaries = [], [], []
     for seed in seeds:
         result = estimate(data.stream(seed), config, seed, build, progress=progress)
@@ -236,7 +240,7 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
         blocks += block_rows(result)
         summaries.append(summary_row(result, corpus=data.name, n_documents=len(data.doc_token_ids),
                                      program_bits=cost, config_json=config_json, conditional_on=conditional_on,
-                                     checkpoint_cost=checkpoint_cost))
+                                     checkpoint_cost=checkpoint_cost, shape=shape))
     if out_dir is not None:
         tables.commit(Path(out_dir), to_tables(run_id, blocks, summaries))
     return PrequentialRun(run_id, config_json, tuple(estimates), blocks, summaries, aggregate_seeds(summaries))
@@ -251,6 +255,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="a .txt/.jsonl/.parquet file, a folder, a manifest name, or hf:NAME[:CONFIG]:SPLIT (default: sample)")
     add("--arch", metavar="CONFIG", help="model architecture: a JSON file with a transformers config (needs "
         f"model_type; vocab_size is set from the tokenizer). Default: {json.dumps(DEFAULT_ARCH)}")
+    add("--arch-grid", metavar="GRID.toml", help="width against depth: one prequential run per (n_layer, "
+        "ffn_ratio) cell of a TOML grid (n_layer = [..], ffn_ratio = [..], optional match_params = N); see "
+        "mdlbench/lens/grid.py")
     add("--init-from", metavar="FOLDER", help="start from this pretrained checkpoint (save_pretrained folder) "
         "instead of a seeded init; the result is labelled conditional on it")
     add("--tokenizer", metavar="NAME|FOLDER", default=DEFAULT_TOKENIZER,
@@ -303,6 +310,8 @@ def main(args: argparse.Namespace) -> int:
                          revision=args.corpus_revision, max_docs=args.max_docs, max_bytes=args.max_bytes)
     tokenizer = load_tokenizer(args.tokenizer)
     out_dir = args.out if args.out is not None else default_out_dir()
+    if args.arch_grid is not None:
+        return _grid_main(args, corpus, config, seeds, tokenizer, out_dir)
     run = run_prequential_for_corpus(corpus, config=config, arch=arch, seeds=seeds, tokenizer=tokenizer,
                                      init_checkpoint=args.init_from, out_dir=out_dir, force=args.force,
                                      progress=None if args.quiet else _stderr)
@@ -322,4 +331,30 @@ def main(args: argparse.Namespace) -> int:
               f"L_preq = {_mean_sd(agg, 'prequential_bits', ',.1f')} bits, "
               f"{_mean_sd(agg, 'bits_per_byte', '.4f')} bits/byte; "
               f"model information {_mean_sd(agg, 'model_information_bits', ',.1f')} bits (mean ± sd)")
+    return 0
+
+
+def _grid_main(args: argparse.Namespace, corpus: Any, config: PrequentialConfig, seeds: tuple[int, ...],
+               tokenizer: Any, out_dir: Path) -> int:
+    from mdlbench.cli import format_table
+    from mdlbench.lens.grid import load_grid, run_grid
+
+    if args.arch is not None or args.init_from is not None:
+        raise InputError("--arch-grid sets the architecture of every cell; drop --arch / --init-from")
+    grid = load_grid(args.arch_grid)
+    t0 = time.perf_counter()
+    results = run_grid(corpus, grid, tokenizer=tokenizer, seeds=seeds, config=config, out_dir=out_dir,
+                       force=args.force, progress=None if args.quiet else _stderr)
+    header = ["n_layer", "ffn_ratio", "d_model", "d_ff", "n_params"] + (
+        ["vs match_params"] if grid.match_params else []) + ["bits/byte (mean)", "sd", "seeds", "run"]
+    rows = []
+    for cell, run in results:
+        agg = run.aggregate[0]
+        off = ([f"{100 * (cell.n_params - grid.match_params) / grid.match_params:+.1f}%"]
+               if grid.match_params else [])
+        rows.append([cell.n_layer, cell.ffn_ratio, cell.d_model, cell.d_ff, cell.n_params, *off,
+                     agg["bits_per_byte_mean"], agg["bits_per_byte_sd"], agg["n_seeds"], run.run_id[:16]])
+    print(f"width against depth on {corpus.name} ({len(results)} cells, {time.perf_counter() - t0:.0f} s) "
+          f"-> {out_dir}")
+    print(format_table(header, rows))
     return 0

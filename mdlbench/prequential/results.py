@@ -50,6 +50,8 @@ SUMMARY_SCHEMA = pa.schema([
     # (cli.checkpoint_param_cost), so prequential_bits + checkpoint_param_bits is an unconditional code length.
     ("checkpoint_param_code", _str), ("checkpoint_param_bits", _f64), ("checkpoint_n_params", _i64),
     ("wall_seconds", _f64), ("config_json", _str),
+    # The learner's shape (mdl.params.architecture, count_parameters of the built model); null in older rows.
+    ("n_layer", _i64), ("d_model", _i64), ("d_ff", _i64), ("ffn_ratio", _f64), ("n_params", _i64),
 ])
 
 register_table(BLOCKS_TABLE, "run_id", BLOCKS_SCHEMA)
@@ -88,8 +90,10 @@ def block_rows(estimate: PrequentialEstimate) -> list[dict[str, Any]]:
 
 def summary_row(estimate: PrequentialEstimate, *, corpus: str, n_documents: int, program_bits: int,
                 config_json: str, conditional_on: str = "",
-                checkpoint_cost: tuple[str, float, int] | None = None) -> dict[str, Any]:
-    """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start."""
+                checkpoint_cost: tuple[str, float, int] | None = None,
+                shape: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start;
+    ``shape`` = n_layer, d_model, d_ff, ffn_ratio, n_params of the learner (``model_shape``)."""
     bits = estimate.prequential_bits
     return {"estimator": estimate.estimator, "mode": estimate.mode, "seed": estimate.seed, "corpus": corpus,
             "n_documents": n_documents, "n_tokens": estimate.n_tokens, "n_bytes": estimate.n_bytes,
@@ -101,7 +105,20 @@ def summary_row(estimate: PrequentialEstimate, *, corpus: str, n_documents: int,
             "checkpoint_param_code": checkpoint_cost[0] if checkpoint_cost else None,
             "checkpoint_param_bits": checkpoint_cost[1] if checkpoint_cost else None,
             "checkpoint_n_params": checkpoint_cost[2] if checkpoint_cost else None,
-            "wall_seconds": estimate.wall_seconds, "config_json": config_json}
+            "wall_seconds": estimate.wall_seconds, "config_json": config_json,
+            **{k: (shape or {}).get(k) for k in SHAPE_COLUMNS}}
+
+
+SHAPE_COLUMNS = ("n_layer", "d_model", "d_ff", "ffn_ratio", "n_params")
+
+
+def model_shape(model: Any) -> dict[str, Any]:
+    """n_layer, d_model, d_ff, ffn_ratio (from the config) and n_params (unique elements) of a built model."""
+    from mdlbench.mdl.params import count_parameters
+
+    counts = count_parameters(model)
+    return {"n_layer": counts.n_layers, "d_model": counts.d_model, "d_ff": counts.d_ff,
+            "ffn_ratio": counts.ffn_ratio, "n_params": counts.params_total}
 
 
 def to_tables(run_id: str, blocks: Sequence[Mapping[str, Any]],

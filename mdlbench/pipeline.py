@@ -78,6 +78,8 @@ class RunOptions:
     prequential_seeds: str = "0,1,2"
     prequential_arch: str | None = None  # transformers config JSON for the prequential model
     prequential_tokenizer: str = "bytes"  # bytes | smollm2 | a tokenizer folder (prequential/vocab.py)
+    prequential_arch_grid: str | None = None  # TOML grid: one prequential run per (n_layer, ffn_ratio) cell
+    lens: bool = False  # the FFN lens with its default settings (component codes, activity, pruning; lens/)
 
 
 Status = Literal["done", "reused", "shard-done", "failed"]
@@ -470,7 +472,7 @@ def _open_kwargs(options: RunOptions) -> dict[str, Any]:
 
 
 def _add_extras(outcome: RunOutcome, corpus: Corpus, options: RunOptions, out_dir: Path,
-                baselines: extras.BaselineRunner, spec: str, log: Callable[[str], None]) -> None:
+                baselines: extras.BaselineRunner, spec: str, log: Callable[[str], None], model: _Model) -> None:
     """Two-part and real-coding tables for a finished run (computed once; filled in if missing)."""
     plan = outcome.plan
     if plan is None or plan.scorer.__class__.__name__ != "HFScorer":
@@ -485,6 +487,14 @@ def _add_extras(outcome: RunOutcome, corpus: Corpus, options: RunOptions, out_di
     if options.verify_coding > 0 and (options.force or not tables.partition_exists(out_dir, "coding", run_id)):
         log(f"real coding of {options.verify_coding} document(s) of {corpus.name} with {outcome.model} ...")
         tables.commit(out_dir, extras.coding_partition(run_id, plan, corpus, options.verify_coding))
+    if options.lens and (options.force or not tables.partition_exists(out_dir, "component_codes", run_id)):
+        from dataclasses import replace
+
+        from mdlbench.lens.driver import Lens, LensSettings
+
+        log(f"lens of {outcome.model} × {corpus.name} (default settings) ...")
+        # force=False: the run was just computed (or reused); the lens only adds its own passes to it.
+        Lens(model, corpus, plan, replace(options, force=False), LensSettings(), out_dir, log).run()
 
 
 def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], options: RunOptions, out_dir: Path,
@@ -526,7 +536,7 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
                     baselines.start(corpus_spec, _open_kwargs(options))
                     outcome = execute_run(plan, model, corpus, options, out_dir, shard, dist, log)
                     if leader_extras and outcome.status in ("done", "reused"):
-                        _add_extras(outcome, corpus, options, out_dir, baselines, corpus_spec, log)
+                        _add_extras(outcome, corpus, options, out_dir, baselines, corpus_spec, log, model)
                     outcomes.append(outcome)
                 except MdlbenchError as exc:
                     if len(model_specs) * len(corpora) == 1:
@@ -541,19 +551,26 @@ def run_benchmark(model_specs: Sequence[str], corpus_specs: Sequence[str], optio
     return outcomes
 
 
-def _prequential_inputs(options: RunOptions) -> tuple[Any, tuple[int, ...], dict[str, Any] | None]:
-    """(tokenizer, seeds, architecture) of ``--prequential``, loaded and validated."""
+def _prequential_inputs(options: RunOptions) -> tuple[Any, tuple[int, ...], dict[str, Any] | None, Any]:
+    """(tokenizer, seeds, architecture, architecture grid) of ``--prequential``, loaded and validated."""
     from mdlbench.prequential.cli import load_arch, parse_seeds
     from mdlbench.prequential.vocab import load_tokenizer
 
     seeds = parse_seeds(options.prequential_seeds)
     arch = load_arch(options.prequential_arch) if options.prequential_arch is not None else None
-    return load_tokenizer(options.prequential_tokenizer), seeds, arch
+    grid = None
+    if options.prequential_arch_grid is not None:
+        from mdlbench.lens.grid import load_grid
+
+        if arch is not None:
+            raise InputError("prequential_arch and prequential_arch_grid both set the architecture; keep one")
+        grid = load_grid(options.prequential_arch_grid)
+    return load_tokenizer(options.prequential_tokenizer), seeds, arch, grid
 
 
 def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str], corpora: Sequence[Corpus],
                         options: RunOptions, out_dir: Path, baselines: extras.BaselineRunner,
-                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None] | None) -> None:
+                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None, Any] | None) -> None:
     """Best baselines, two-part rows and prequential results next to each run, for the console summary."""
     by_corpus = {c.name: (spec, c) for spec, c in zip(corpus_specs, corpora, strict=True)}
     for o in outcomes:
@@ -569,10 +586,18 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpus_specs: Sequence[str],
     if prequential is not None:
         from mdlbench.prequential import run_prequential_for_corpus
 
-        tokenizer, seeds, arch = prequential
+        tokenizer, seeds, arch, grid = prequential
         for corpus in corpora:
-            result = run_prequential_for_corpus(corpus, arch=arch, tokenizer=tokenizer, seeds=seeds,
-                                                out_dir=out_dir, force=options.force)
+            if grid is not None:
+                from mdlbench.lens.grid import run_grid
+
+                cells = run_grid(corpus, grid, tokenizer=tokenizer, seeds=seeds, out_dir=out_dir, force=options.force,
+                                 progress=lambda m: print(m, file=sys.stderr, flush=True))
+                aggregate = [{**a, "estimator": f"{a['estimator']}, n_layer {c.n_layer}, ffn_ratio {c.ffn_ratio:g}, "
+                                                f"d_model {c.d_model}"} for c, r in cells for a in r.aggregate]
+            else:
+                aggregate = run_prequential_for_corpus(corpus, arch=arch, tokenizer=tokenizer, seeds=seeds,
+                                                       out_dir=out_dir, force=options.force).aggregate
             for o in outcomes:
                 if o.corpus == corpus.name and o.status in ("done", "reused"):
-                    o.extras["prequential"] = result.aggregate
+                    o.extras["prequential"] = aggregate

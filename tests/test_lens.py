@@ -466,3 +466,26 @@ def test_cli_prints_the_plan_and_the_summary(relu_dir, corpus_path, tmp_path, ca
     prune = pd.read_parquet(out / "ffn_pruning")
     assert prune["criterion"].tolist() == ["magnitude"] and prune["fraction"].tolist() == [0.5]
     assert sorted(pd.read_parquet(out / "component_codes")["bits"].unique()) == [0, 3]
+
+
+def test_job_file_runs_the_lens_and_a_prequential_grid(relu_dir, corpus_path, tmp_path, capsys):
+    from mdlbench.cli import main as cli_main
+
+    grid = tmp_path / "grid.toml"
+    grid.write_text('n_layer = [1]\nffn_ratio = [1, 2]\nd_model = 16\n[arch]\nmodel_type = "gpt2"\nn_head = 2\n'
+                    'n_positions = 64\n')
+    job = tmp_path / "job.toml"
+    job.write_text(f'models = ["{relu_dir}"]\ncorpora = ["{corpus_path}"]\n[options]\nid_field = "id"\nwindow = 32\n'
+                   f'baselines = ["none"]\nbootstrap_samples = 200\nlens = true\nprequential = true\n'
+                   f'prequential_seeds = "0"\nprequential_arch_grid = "{grid}"\n')
+    out = tmp_path / "out"
+    assert cli_main(["run", str(job), "--out", str(out), "--quiet"]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert "n_layer 1, ffn_ratio 2, d_model 16" in printed
+    runs = pd.read_parquet(out / "runs")
+    comp = pd.read_parquet(out / "component_codes")
+    assert set(comp["run_id"]) == set(runs["run_id"]) and sorted(comp["bits"].unique()) == [0, 2, 3, 4, 8]
+    prune = pd.read_parquet(out / "ffn_pruning")
+    assert len(prune) == 12 and set(prune["criterion"]) == set(pruning.CRITERIA)
+    preq = pd.read_parquet(out / "prequential")
+    assert sorted(preq["d_ff"].tolist()) == [16, 32] and set(preq["n_layer"]) == {1}

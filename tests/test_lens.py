@@ -339,6 +339,32 @@ def test_component_counts_sum_to_the_unique_parameters():
     assert gpt2[("norm", -1)].n_quantized == 0
 
 
+def test_per_layer_rows_and_one_layer_pruning(relu_handle, corpus_path, tmp_path):
+    settings = LensSettings(bits=(2,), per_layer=True, prune=(0.5,), criteria=("random",))
+    result = _lens(relu_handle, corpus_path, tmp_path / "out", settings, batch_size=1)
+    comp = pd.DataFrame(result.component_rows)
+    at2 = comp[comp["bits"] == 2]
+    assert sorted(map(tuple, at2[["component", "layer"]].values.tolist())) == sorted(
+        [("embedding", -1), ("attention", -1), ("ffn", -1), ("norm", -1)]
+        + [(c, layer) for c in ("attention", "ffn", "norm") for layer in (0, 1)])
+    for component, outside_blocks in (("attention", 0), ("ffn", 0), ("norm", 2 * D_MODEL)):  # ln_f: no layer
+        g = at2[at2["component"] == component]
+        assert g[g["layer"] >= 0]["n_params"].sum() + outside_blocks == g[g["layer"] == -1]["n_params"].item()
+    prune = pd.DataFrame(result.pruning_rows).set_index("layer")
+    assert prune.loc[0, "neurons_removed"] == prune.loc[1, "neurons_removed"] == D_FF // 2
+    assert prune.loc[-1, "params_removed"] == prune.loc[0, "params_removed"] + prune.loc[1, "params_removed"]
+    assert result.plan.n_whole == 1 + 3 * 2 + 1 and result.plan.n_fold == 2 * 3  # 4 + 6 groups, 2 of them exact
+
+
+def test_bad_settings_fail_before_anything_runs():
+    from mdlbench.errors import InputError
+
+    for kwargs, match in (({"bits": (9,)}, "--bits"), ({"prune": (1.0,)}, "--prune"),
+                          ({"criteria": ("loudest",)}, "--criteria"), ({"activity_threshold": -1.0}, "threshold")):
+        with pytest.raises(InputError, match=match):
+            LensSettings(**kwargs)
+
+
 def test_lens_tables_are_recomputable(relu_lens):
     result, out = relu_lens
     comp = tables.read_table(out, "component_codes")

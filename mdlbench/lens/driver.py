@@ -27,7 +27,7 @@ from mdlbench.corpora import Corpus, Document
 from mdlbench.errors import InputError
 from mdlbench.lens import activity, components, pruning, quantize, rows
 from mdlbench.lens.layout import FfnLayout, ffn_layout
-from mdlbench.mdl.weights_code import QUANTIZED_BITS, ZSTD_LEVEL, rtn_detail
+from mdlbench.mdl.weights_code import ZSTD_LEVEL, rtn_detail
 
 Log = Callable[[str], None]
 LENS_TABLES = ("component_codes", "ffn_activity", "ffn_pruning")
@@ -47,8 +47,7 @@ class LensSettings:
     zstd_level: int = ZSTD_LEVEL
 
     def __post_init__(self) -> None:
-        bad_bits = [b for b in self.bits if b not in QUANTIZED_BITS and not 1 <= b <= 8]
-        if bad_bits or len(set(self.bits)) != len(self.bits):
+        if any(not 1 <= b <= 8 for b in self.bits) or len(set(self.bits)) != len(self.bits):
             raise InputError(f"--bits {','.join(map(str, self.bits))}: give distinct widths in 1..8, e.g. 8,4,3,2")
         if any(not 0 < f < 1 for f in self.prune) or len(set(self.prune)) != len(self.prune):
             raise InputError(f"--prune {','.join(map(str, self.prune))}: give distinct fractions strictly between "

@@ -48,12 +48,12 @@ def test_matched_cells_have_exact_counts_and_the_nearest_width(tmp_path):
     assert [(c.n_layer, c.ffn_ratio) for c in cells] == [(1, 2.5), (3, 2.5)]
     assert cells[0].d_model > cells[1].d_model  # deeper at equal size: narrower
     for c in cells:
-        assert c.d_model % 8 == 0 and c.d_ff == round(c.ffn_ratio * c.d_model)
+        assert c.d_model % 4 == 0 and c.d_ff == round(c.ffn_ratio * c.d_model)  # GPT-2, 4 heads
         built = AutoModelForCausalLM.from_config(_hf_config(resolve_arch(c.arch, vocab_size=257, context_tokens=64,
                                                                          start_id=256)))
         assert count_parameters(built).params_total == c.n_params  # the count is the built model's
         assert built.config.n_positions == 64 and built.config.n_inner == c.d_ff
-        for other in (c.d_model - 8, c.d_model + 8):  # no neighbouring width is closer to the target
+        for other in (c.d_model - 4, c.d_model + 4):  # no neighbouring width is closer to the target
             if other > 0:
                 n = grid.count_arch_params(grid.cell_arch(c.arch, c.n_layer, other, c.ffn_ratio),
                                            vocab_size=257, context_tokens=64, start_id=256)

@@ -6,7 +6,7 @@ A grid file (TOML, strict: unknown keys are errors):
     ffn_ratio = [1, 2, 4, 8]     # d_ff / d_model
     match_params = 100000        # optional: per cell, the d_model whose model has the parameter count nearest this
     d_model = 64                 # without match_params: one width for every cell (default: the base arch's)
-    d_model_step = 8             # d_model is a multiple of this (default 2 × heads: whole, even head dimensions)
+    d_model_step = 8             # d_model is a multiple of this (default: heads for GPT-2, 2 × heads for rotary ones)
     [arch]                       # optional base architecture (default: prequential's DEFAULT_ARCH, a small GPT-2)
     n_head = 4
 
@@ -171,7 +171,8 @@ def grid_cells(grid: ArchGrid, *, vocab_size: int, context_tokens: int, start_id
     base = _base_arch(grid, context_tokens)
     heads_key = SHAPE_KEYS.get(str(base["model_type"]), ("", "", "", "n_head"))[3]
     heads = int(base.get(heads_key, 1) or 1)
-    step = grid.d_model_step or 2 * heads
+    # Whole head dimensions; even ones where rotary embeddings split them in halves (every type but GPT-2).
+    step = grid.d_model_step or heads * (1 if base["model_type"] == "gpt2" else 2)
     width_key = SHAPE_KEYS.get(str(base["model_type"]), ("", "n_embd", "", ""))[1]
     cache: dict[tuple[int, int, float], int] = {}
 

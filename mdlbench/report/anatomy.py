@@ -108,7 +108,8 @@ def _lens_blocks(res: Results, row: LeaderRow, fig_dir: Path, rel: str, slug: st
                  f"corpus size stored-saving × bytes / Δ data bits (this corpus: {n_bytes:,} bytes)."),
             component_summary(comp, n_bytes),
             Figure(f"{rel}/{path.name}", "Δ data bits against the component's parameter bits; each line runs from "
-                                         "the stored form (Δ = 0) through k = 8 … 2. Down and left is better."),
+                                         "the stored form (square, Δ = 0) through k = 8 … 2 (labelled dots). Down "
+                                         "and left is better."),
             component_grid(comp)]
     if not act.empty:
         path = anatomy_figures.activity_by_layer(act, fig_dir / f"activity-{slug}.png",

@@ -57,28 +57,40 @@ def _coinciding(x: np.ndarray, y: np.ndarray, labels: Sequence[str]) -> list[tup
 
 
 def component_tradeoff(rows: pd.DataFrame, path: Path, *, title: str) -> Path:
-    """Δ data bits against parameter bits, one line per component through its stored form and each k; the
-    component's name sits left of its cheapest point, each point is labelled with its k."""
+    """Δ data bits against parameter bits, one line per component from its stored form (a square, Δ = 0)
+    through each k (circles labelled with k); the component's name is written left of its cheapest point."""
     fig, axes = _new()
     ax = axes[0, 0]
     fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.9)
     ylabel = _delta_axis(ax, rows["delta_data_bits"].to_numpy(float), "Δ data bits vs the unmodified model")
+    ax.set_xscale("log")
+    lo, hi = float(rows["param_bits"].min()), float(rows["param_bits"].max())
+    ax.set_xlim(lo / 20, hi * 3)  # room for the names left of the cheapest points
+    names = []
     for i, comp in enumerate(dict.fromkeys(rows["component"])):
         g = rows[rows["component"] == comp].sort_values(["param_bits", "bits"])
         color = PALETTE[i % len(PALETTE)]
         x, y = g["param_bits"].to_numpy(float), g["delta_data_bits"].to_numpy(float)
-        ax.plot(x, y, "-o", color=color, ms=5, lw=1.4)
-        labels = ["stored" if int(b) == 0 else str(int(b)) for b in g["bits"]]
-        for xi, yi, text in _coinciding(x, y, labels):
+        stored = (g["bits"] == 0).to_numpy()
+        ax.plot(x, y, "-", color=color, lw=1.4)
+        ax.plot(x[~stored], y[~stored], "o", color=color, ms=5)
+        ax.plot(x[stored], y[stored], "s", color=color, ms=8, mfc="white", mew=1.6)
+        labels = [str(int(b)) for b in g["bits"]]
+        for xi, yi, text in _coinciding(x[~stored], y[~stored], [lab for lab, st in zip(labels, stored,
+                                                                                           strict=True) if not st]):
             ax.annotate(text, (xi, yi), textcoords="offset points", xytext=(0, 7), ha="center", fontsize=7,
                         color=color)
-        ax.annotate(comp, (x[0], y[0]), textcoords="offset points", xytext=(-9, -3), ha="right", va="center",
-                    fontsize=9, color=color, fontweight="bold")
-    ax.set_xscale("log")
-    lo, hi = float(rows["param_bits"].min()), float(rows["param_bits"].max())
-    ax.set_xlim(lo / 12, hi * 3)  # room for the names left of the cheapest points
+        names.append((x[0], y[0], comp, color))
+    ax.set_ylim(ax.get_ylim())
+    to_axes = ax.transAxes.inverted()
+    anchors = [to_axes.transform(ax.transData.transform((x0, y0))) for x0, y0, _, _ in names]
+    heights = spread([float(a[1]) for a in anchors], 0.07, 0.08, 0.95)
+    for (_, _, comp, color), (fx, fy), gy in zip(names, anchors, heights, strict=True):
+        ax.annotate(comp, xy=(fx, fy), xycoords="axes fraction", xytext=(fx - 0.03, gy), textcoords="axes fraction",
+                    ha="right", va="center", fontsize=9, color=color, fontweight="bold",
+                    arrowprops={"arrowstyle": "-", "color": color, "lw": 0.6} if abs(fy - gy) > 0.01 else None)
     ax.axhline(0, color=UNIFORM_COLOR, lw=0.8)
-    ax.set_xlabel("parameter code of the component (bits, log scale); point labels: k bits, or as stored")
+    ax.set_xlabel("parameter code of the component (bits, log scale); □ = as stored, ● = k bits (labelled)")
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)

@@ -134,6 +134,7 @@ def test_base_pass_reproduces_run_and_hooks_change_no_bit(relu_dir, corpus_path,
     settings = LensSettings(bits=(), prune=())
     fresh = _lens(handle, corpus_path, lens_out, settings)  # computes the run itself, hooks on
     assert fresh.run_id == outcome.run_id and fresh.base_reproduced is None
+    assert fresh.two_part_rows == [] and not (lens_out / "two_part").exists()  # no k: no mixed code
     lensed = tables.read_table(lens_out, "documents").sort_values("doc_index")
     assert ran["code_length_bits"].tolist() == lensed["code_length_bits"].tolist()  # exactly, not approximately
     assert [fresh.base_doc_bits[i] for i in range(len(ran))] == ran["code_length_bits"].tolist()

@@ -313,7 +313,7 @@ class Lens:
         act_rows = self._activity_rows(collector)
         counter = [0, self.plan.n_whole + len(self.plan.prune_variants)]
         comp_rows = self._component_rows(base_total, refs, eta, counter)
-        two_part = self._mixed(comp_rows, base_total, eta, counter) if comp_rows else []
+        two_part = self._mixed(comp_rows, base_total, eta, counter) if self.plan.mixed else []
         prune_rows = self._pruning_rows(collector, base_total, eta, counter)
         result = LensResult(self.run_plan.run_id, comp_rows, act_rows, prune_rows, two_part, base_bits, reproduced,
                             self.timer, self.plan, collector)

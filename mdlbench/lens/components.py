@@ -12,7 +12,7 @@ Reference code (``param_bits_reference``): the bits the component occupies in th
   was scored, and the sum over components is the ``gguf-file`` code less the file's header and metadata.
 * Otherwise: Σ elements × bits of the narrowest float dtype that holds the tensor exactly (a bf16 checkpoint
   scored in float32 counts 16 bits, true float32 weights 32): the naive code at the storage width.
-No zstd on top: zstd-19 of float weights saves little (METHODS §2b) and takes minutes for a 100M model.
+No zstd on top: zstd-19 of float weights saves little (METHODS §2b) and is slow on 100M-parameter models.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def gguf_component(tensor_name: str) -> tuple[str, int]:
 
 @functools.lru_cache(maxsize=4)
 def gguf_tensors(gguf_path: Path) -> tuple[tuple[str, int, int, str], ...]:
-    """(name, bytes, elements, quantization type) of every tensor in a GGUF file (parsing it takes seconds)."""
+    """(name, bytes, elements, quantization type) of every tensor in a GGUF file (cached: parsing the
+    metadata, tokenizer included, is slow)."""
     import gguf  # only GGUF models need it
 
     return tuple((t.name, int(t.n_bytes), int(t.n_elements), t.tensor_type.name)

@@ -138,7 +138,8 @@ def count_arch_params(arch: Mapping[str, Any], *, vocab_size: int, context_token
 
 
 def _no_init() -> Any:
-    """transformers' switch that skips weight initialisation (80x faster on meta tensors), where it exists."""
+    """transformers' switch that skips weight initialisation (the cost of counting on meta tensors), where it
+    exists."""
     try:
         from transformers.initialization import no_init_weights
     except ImportError:  # older transformers

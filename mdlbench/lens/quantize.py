@@ -29,7 +29,7 @@ class QuantizedGroup:
     pieces: tuple[QuantizedTensor, ...]  # bytes only (restored=None), in model order
 
     def code(self, zstd_level: int) -> SubsetCode:
-        """zstd of the packed integers + zstd of the side stream (slow: zstd-19 runs at a few MB/s)."""
+        """zstd of the packed integers + zstd of the side stream (slow at level 19: run it beside scoring)."""
         return subset_code(self.pieces, self.bits, n_quantized=self.group.n_quantized,
                            n_exact=self.group.n_params - self.group.n_quantized, zstd_level=zstd_level)
 

@@ -17,6 +17,7 @@ import pandas as pd
 from mdlbench.report import anatomy_figures
 from mdlbench.report.data import LeaderRow, Results
 from mdlbench.report.document import Block, Figure, Heading, Para, Table
+from mdlbench.report.figures import short
 
 DASH = "—"
 
@@ -96,7 +97,7 @@ def _lens_blocks(res: Results, row: LeaderRow, fig_dir: Path, rel: str, slug: st
     run_id = row.run_id
     n_bytes = _n_bytes(res, run_id)
     comp, act, prune = _of(res.component_codes, run_id), _of(res.ffn_activity, run_id), _of(res.ffn_pruning, run_id)
-    name = anatomy_figures_name(row.model)
+    name = short(row.model, 32)
     blocks: list[Block] = [Heading(4, f"`{row.model}` (run `{run_id}`)")]
     if not comp.empty:
         path = anatomy_figures.component_tradeoff(comp[comp["layer"] == -1], fig_dir / f"components-{slug}.png",
@@ -154,12 +155,6 @@ def _lens_blocks(res: Results, row: LeaderRow, fig_dir: Path, rel: str, slug: st
                    "Δ data bits", "net Mbit saved", "pays up to a corpus of"], rows,
                   [False, True, False, True, True, True, True, True, True])]
     return blocks
-
-
-def anatomy_figures_name(model: str) -> str:
-    from mdlbench.report.figures import short
-
-    return short(model, 32)
 
 
 def grid_cells(res: Results, corpus: str) -> pd.DataFrame:

@@ -16,7 +16,11 @@ The layout follows the flow of a run: corpora -> scoring -> code lengths -> tabl
     mdl/             parameter accounting (params.py), weight codes (weights_code.py), two-part codes (two_part.py)
     run/             a run: plan.py (content addresses), chunks.py (crash-safe chunked scoring), assemble.py,
                      state.py (progress folders, shards), distributed.py (torchrun), extras.py, background.py
-                     (baselines in a second process), jobs.py (job files), execute.py (models × corpora)
+                     (baselines in a second process), jobs.py (job files), execute.py (models × corpora), lens.py
+                     (`mdlbench lens`: the lens attached to the run it extends)
+    lens/            the FFN lens: layout.py (FFN tensors per architecture), components.py, activity.py (hooks on
+                     the scoring passes), pruning.py, quantize.py, rows.py (PURE formulas), grid.py (width/depth
+                     grid of prequential runs), driver.py
     baselines/       classical compressors on the same bytes (compressors.py registry, run.py measurement)
     prequential/     prequential MDL: schedule.py (PURE), estimators.py, vocab.py, results.py, driver.py
     coding/          real range coding (coder.py) and the .mdlz container (container.py)

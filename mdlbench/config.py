@@ -177,6 +177,8 @@ class RunOptions:
     prequential_seeds: str = "0,1,2"
     prequential_arch: str | None = None  # transformers config JSON for the prequential model
     prequential_tokenizer: str = "bytes"  # bytes | smollm2 | a tokenizer folder (prequential/vocab.py)
+    prequential_arch_grid: str | None = None  # TOML grid: one prequential run per (n_layer, ffn_ratio) cell
+    lens: bool = False  # the FFN lens with its default settings after the run (lens/, README "Model anatomy")
 
     def __post_init__(self) -> None:
         validate(self)

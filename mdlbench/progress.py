@@ -12,10 +12,12 @@ import json
 import math
 import sys
 import time
+from collections.abc import Callable
 from typing import TextIO
 
 from mdlbench.config import ProgressMode
 
+Log = Callable[[str], None]  # one line of progress for a person (the bar and JSON modes are Progress's)
 INTERVAL_TTY_S = 0.2
 INTERVAL_LOG_S = 2.0
 
@@ -28,6 +30,11 @@ def format_seconds(seconds: float) -> str:
     if seconds >= 3600:
         return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
     return f"{seconds // 60}m{seconds % 60:02d}s"
+
+
+def log_to_stderr(message: str) -> None:
+    """The default ``Log``: one line on stderr, flushed (progress and notes; results never go there)."""
+    print(message, file=sys.stderr, flush=True)
 
 
 def byte_unit(n_bytes: float) -> tuple[str, float]:

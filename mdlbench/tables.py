@@ -35,7 +35,8 @@ if TYPE_CHECKING:
 
 # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params. 3: runs.pre_tokenizer; model and corpus
 # columns in every table keyed by a run; runs.started_at/finished_at as UTC timestamps (strings before); integrity
-# records beside every file; context_curve, span_diff.
+# records beside every file; context_curve, span_diff; prequential's learner shape (n_layer, d_model, d_ff,
+# ffn_ratio, n_params); the FFN lens tables (component_codes, ffn_activity, ffn_pruning).
 SCHEMA_VERSION = "3"
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"
@@ -129,6 +130,8 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         # checkpoint_param_code, so prequential_bits + checkpoint_param_bits is an unconditional code length.
         ("checkpoint_param_code", _str), ("checkpoint_param_bits", _f64), ("checkpoint_n_params", _i64),
         ("wall_seconds", _f64), ("config_json", _str),
+        # The learner's shape (mdl.params.architecture, count_parameters of the built model); null in older rows.
+        ("n_layer", _i64), ("d_model", _i64), ("d_ff", _i64), ("ffn_ratio", _f64), ("n_params", _i64),
     ])),
     # Real range coding of a run's first documents (coding/coder.py, `run --verify-coding N`).
     "coding": ("run_id", pa.schema([
@@ -153,6 +156,34 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("run_id_a", _str), ("run_id_b", _str), ("doc_id", _str), ("domain", _str), ("span_start", _i64),
         ("span_end", _i64), ("text", _str), ("span_class", _str), ("bits_a", _f64), ("bits_b", _f64),
         ("delta_bits", _f64),
+    ])),
+    # ---- the FFN lens (mdlbench.lens; README "Model anatomy"). Formulas: mdlbench/lens/rows.py.
+    # One row per component × layer (-1 = all layers) × bits; bits = 0 is the component as stored (reference).
+    "component_codes": ("run_id", pa.schema([
+        *RUN_NAMES, ("component", _str), ("layer", _i64), ("bits", _i64), ("n_params", _i64),
+        ("n_quantized_params", _i64),
+        ("param_bits", _f64), ("param_bits_reference", _f64), ("reference_code", _str),
+        ("data_bits", _f64), ("delta_data_bits", _f64), ("net_bits_saved", _f64),
+        ("marginal_data_bits_per_param_bit", _f64), ("packed_bytes", _i64), ("side_bytes", _i64),
+        ("wall_seconds", _f64), ("detail", _str),
+    ])),
+    # One row per layer × domain ("" = all documents), over the coded positions of the base model's passes.
+    "ffn_activity": ("run_id", pa.schema([
+        *RUN_NAMES, ("layer", _i64), ("domain", _str), ("n_positions", _i64), ("d_ff", _i64),
+        ("activation", _str),
+        ("active_rule", _str), ("activity_threshold", _f64), ("mean_active_fraction", _f64),
+        ("dead_neurons", _i64), ("neurons_active_under_1pct", _i64), ("p10", _f64), ("p50", _f64), ("p90", _f64),
+        ("top10pct_mass_share", _f64), ("n_active", _i64), ("neuron_active_counts", pa.list_(_i64)),
+        ("neuron_mean_abs_h", pa.list_(_f64)),
+    ])),
+    # One row per criterion × fraction × layer (-1 = every layer pruned); data bits held out (cross-fitted).
+    "ffn_pruning": ("run_id", pa.schema([
+        *RUN_NAMES, ("criterion", _str), ("fraction", _f64), ("layer", _i64), ("seed", _i64),
+        ("neurons_removed", _i64),
+        ("params_removed", _i64), ("storage_bits_per_param", _f64), ("param_bits_saved", _f64),
+        ("data_bits", _f64), ("base_data_bits", _f64), ("delta_data_bits", _f64), ("net_bits_saved", _f64),
+        ("data_bits_fold0", _f64), ("data_bits_fold1", _f64), ("n_docs_fold0", _i64), ("n_docs_fold1", _i64),
+        ("wall_seconds", _f64),
     ])),
 }
 

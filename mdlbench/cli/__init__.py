@@ -26,6 +26,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "run": ("mdlbench.cli.run", "score corpora under models and write Parquet tables (default: sample × default)"),
     "baselines": ("mdlbench.cli.baselines", "classical compressor baselines on a corpus"),
     "prequential": ("mdlbench.cli.prequential", "prequential (online) MDL of a corpus under a learning model"),
+    "lens": ("mdlbench.cli.lens", "what each part of a model costs in bits: component codes, FFN activity, pruning"),
     "compress": ("mdlbench.cli.compress", "compress a file with a model and a range coder (.mdlz)"),
     "decompress": ("mdlbench.cli.decompress", "decompress a .mdlz file"),
     "report": ("mdlbench.cli.report", "Markdown/HTML report with figures from a results folder"),

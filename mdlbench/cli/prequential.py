@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--arch", metavar="CONFIG", help="model architecture: a JSON file with a transformers config (needs "
         "model_type; vocab_size is set from the tokenizer). Default: a 2-layer GPT-2 of width 64 "
         "(DEFAULT_ARCH in mdlbench/prequential/estimators.py)")
+    add("--arch-grid", metavar="GRID.toml", help="width against depth: one prequential run per (n_layer, "
+        "ffn_ratio) cell of a TOML grid (n_layer = [..], ffn_ratio = [..], optional match_params = N); see the "
+        "README, Model anatomy")
     add("--init-from", metavar="FOLDER", help="start from this pretrained checkpoint (save_pretrained folder) "
         "instead of a seeded init; the result is labelled conditional on it")
     add("--tokenizer", metavar="NAME|FOLDER", default="bytes",
@@ -75,10 +79,15 @@ def main(args: argparse.Namespace) -> int:
     tokenizer = load_tokenizer(args.tokenizer)
     out = results_dir(args)
     json_progress = Progress("prequential", mode="json") if args.progress == "json" else None
+    log = log_to_stderr if args.progress in ("auto", "bar") else None
+    if args.arch_grid is not None:
+        if args.arch is not None or args.init_from is not None:
+            raise InputError("--arch-grid sets the architecture of every cell; drop --arch / --init-from")
+        return _grid_main(args.arch_grid, corpus, config, seeds, tokenizer, out, force=args.force, log=log,
+                          progress=json_progress)
     run = run_prequential_for_corpus(corpus, config=config, arch=arch, seeds=seeds, tokenizer=tokenizer,
                                      init_checkpoint=args.init_from, out_dir=out, force=args.force,
-                                     log=log_to_stderr if args.progress in ("auto", "bar") else None,
-                                     progress=json_progress)
+                                     log=log, progress=json_progress)
     header = ["seed", "estimator", "mode", "n_tokens", "n_bytes", "prequential_bits", "bits_per_byte",
               "uniform_bits", "final_model_data_bits", "model_information_bits", "program_bits"]
     n_docs = run.summary_rows[0]["n_documents"] if run.summary_rows else 0
@@ -96,4 +105,26 @@ def main(args: argparse.Namespace) -> int:
               f"L_preq = {_mean_sd(agg, 'prequential_bits', ',.1f')} bits, "
               f"{_mean_sd(agg, 'bits_per_byte', '.4f')} bits/byte; "
               f"model information {_mean_sd(agg, 'model_information_bits', ',.1f')} bits (mean ± sd)")
+    return 0
+
+
+def _grid_main(grid_path: str, corpus: Any, config: Any, seeds: tuple[int, ...], tokenizer: Any, out: Path, *,
+               force: bool, log: Any, progress: Any) -> int:
+    from mdlbench.lens.grid import load_grid, run_grid
+
+    grid = load_grid(grid_path)
+    t0 = time.perf_counter()
+    results = run_grid(corpus, grid, tokenizer=tokenizer, seeds=seeds, config=config, out_dir=out, force=force,
+                       log=log, progress=progress)
+    header = ["n_layer", "ffn_ratio", "d_model", "d_ff", "n_params"] + (
+        ["vs match_params"] if grid.match_params else []) + ["bits/byte (mean)", "sd", "seeds", "run"]
+    rows = []
+    for cell, run in results:
+        agg = run.aggregate[0]
+        off = ([f"{100 * (cell.n_params - grid.match_params) / grid.match_params:+.1f}%"]
+               if grid.match_params else [])
+        rows.append([cell.n_layer, cell.ffn_ratio, cell.d_model, cell.d_ff, cell.n_params, *off,
+                     agg["bits_per_byte_mean"], agg["bits_per_byte_sd"], agg["n_seeds"], run.run_id])
+    print(f"width against depth on {corpus.name} ({len(results)} cells, {time.perf_counter() - t0:.0f} s) -> {out}")
+    print(format_table(header, rows))
     return 0

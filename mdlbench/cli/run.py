@@ -41,21 +41,12 @@ RUN_ID_SHOWN = 8  # a prefix is enough to name a run (`compare`, `report --runs`
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add = parser.add_argument
     add("job", nargs="?", type=Path, help="a TOML job file (models × corpora × options); see jobs/")
-    add_model_args(parser, repeatable=True)
-    add_corpus_args(parser, repeatable=True, default=RUN_DEFAULT_CORPUS)
+    add_scoring_arguments(parser, repeatable=True)
     add_out_arg(parser)
-    add_windowing_args(parser)
-    add("--protocol", choices=("mdlbench", "lm-eval"), default="mdlbench",
-        help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
-    add("--batch-size", type=_batch_size, default="auto",
-        help="windows per forward pass, or 'auto' (the default: on CPU 8 for models under 10M attention+FFN "
-             "parameters, else 1; on GPUs 64, halved on out-of-memory); results do not depend on it")
     add("--per-token", action="store_true", help="also write the tokens table (one row per coded token)")
     add("--bootstrap-samples", type=non_negative_int, default=10_000,
         help="document-bootstrap resamples for the bpb CI (0: no CI)")
     add("--seed", type=non_negative_int, default=0, help="bootstrap seed")
-    add("--checkpoint-docs", type=positive_int, default=16,
-        help="documents per crash-safe checkpoint; a killed run resumes from the last one")
     add("--shard", help="I/N: score only this shard's chunks (Slurm arrays, several hosts); `mdlbench merge` "
         "assembles the run once all N are done")
     add("--baselines", help="classical compressors to run on the same bytes, comma-separated, or 'none' "
@@ -70,6 +61,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--prequential-arch", help="transformers config JSON of the prequential model (default: a small GPT-2)")
     add("--prequential-tokenizer", default="bytes", metavar="NAME|FOLDER",
         help="alphabet of the prequential model: bytes (default), smollm2, or a tokenizer folder")
+    add("--prequential-arch-grid", metavar="GRID.toml", help="with --prequential: one prequential run per (n_layer, "
+        "ffn_ratio) cell of this grid instead of one architecture (width against depth)")
+    add("--lens", action="store_true", help="also run the FFN lens with its default settings on each model run "
+        "(component codes, FFN activity, pruning; `mdlbench lens` takes its settings)")
     add("--force", action="store_true", help="recompute runs that are already complete")
     add("--json", action="store_true", help="one JSON line per run on stdout instead of the table")
     add("--explain", action="store_true", help="print how to read the two-part numbers (printed anyway on the "
@@ -77,19 +72,39 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_progress_args(parser)
 
 
+def add_scoring_arguments(parser: argparse.ArgumentParser, *, repeatable: bool) -> None:
+    """The model, corpus and scoring flags that `run` shares with `lens` (fields of RunOptions)."""
+    add = parser.add_argument
+    add_model_args(parser, repeatable=repeatable, default=None if repeatable else DEFAULT_MODELS[0])
+    add_corpus_args(parser, repeatable=repeatable, default=RUN_DEFAULT_CORPUS if repeatable else DEFAULT_CORPUS)
+    add_windowing_args(parser)
+    add("--protocol", choices=("mdlbench", "lm-eval"), default="mdlbench",
+        help="lm-eval: reproduce lm-evaluation-harness loglikelihood_rolling windowing")
+    add("--batch-size", type=_batch_size, default="auto",
+        help="windows per forward pass, or 'auto' (the default: on CPU 8 for models under 10M attention+FFN "
+             "parameters, else 1; on GPUs 64, halved on out-of-memory); results do not depend on it")
+    add("--checkpoint-docs", type=positive_int, default=16,
+        help="documents per crash-safe checkpoint; a killed run resumes from the last one")
+
+
+def scoring_options(args: argparse.Namespace) -> dict[str, object]:
+    """RunOptions fields of the flags that ``add_scoring_arguments`` defines."""
+    return {"window": args.window, "stride": args.stride, "first_token": args.first_token, "end": args.end,
+            "protocol": args.protocol, "dtype": args.dtype, "device": args.device, "batch_size": args.batch_size,
+            "model_revision": args.model_revision, "boundary_token": args.boundary_token,
+            "trust_remote_code": args.trust_remote_code, "text_field": args.text_field, "id_field": args.id_field,
+            "corpus_revision": args.corpus_revision, "data_files": args.data_files, "max_docs": args.max_docs,
+            "max_bytes": args.max_bytes, "errors": args.errors, "checkpoint_docs": args.checkpoint_docs}
+
+
 def options_from_args(args: argparse.Namespace) -> RunOptions:
-    return RunOptions(window=args.window, stride=args.stride, first_token=args.first_token, end=args.end,
-                      protocol=args.protocol, dtype=args.dtype, device=args.device, batch_size=args.batch_size,
-                      per_token=args.per_token, model_revision=args.model_revision,
-                      boundary_token=args.boundary_token, trust_remote_code=args.trust_remote_code,
-                      text_field=args.text_field, id_field=args.id_field, corpus_revision=args.corpus_revision,
-                      data_files=args.data_files, max_docs=args.max_docs, max_bytes=args.max_bytes,
-                      errors=args.errors, bootstrap_samples=args.bootstrap_samples, seed=args.seed,
-                      checkpoint_docs=args.checkpoint_docs, shard=args.shard, force=args.force,
+    return RunOptions(**scoring_options(args), per_token=args.per_token, bootstrap_samples=args.bootstrap_samples,
+                      seed=args.seed, shard=args.shard, force=args.force,
                       progress=args.progress, baselines=names(args.baselines), two_part=names(args.two_part),
                       verify_coding=args.verify_coding, prequential=args.prequential,
                       prequential_seeds=args.prequential_seeds, prequential_arch=args.prequential_arch,
-                      prequential_tokenizer=args.prequential_tokenizer)
+                      prequential_tokenizer=args.prequential_tokenizer,
+                      prequential_arch_grid=args.prequential_arch_grid, lens=args.lens)
 
 
 def _batch_size(text: str) -> int | str:

@@ -76,9 +76,12 @@ def unique_named_parameters(model: torch.nn.Module) -> Iterator[tuple[str, torch
         yield name, param, tuple(names)
 
 
-def _component_of_shared(names: tuple[str, ...]) -> str:
-    # A tied input/output matrix is an embedding that is *also* used as the output layer: "lm_head" is
-    # reserved for an untied output layer, whatever order the names come in.
+def component_of_shared(names: tuple[str, ...]) -> str:
+    """Component of one unique tensor from every name it appears under (``unique_named_parameters``).
+
+    A tied input/output matrix is an embedding that is *also* used as the output layer: "lm_head" is reserved
+    for an untied output layer, whatever order the names come in.
+    """
     components = [component_of(n) for n in names]
     return "embedding" if "embedding" in components else components[0]
 
@@ -120,7 +123,7 @@ def count_parameters(model: torch.nn.Module) -> ParamCount:
     """
     by_component = dict.fromkeys(COMPONENTS, 0)
     for _, param, names in unique_named_parameters(model):
-        by_component[_component_of_shared(names)] += param.numel()
+        by_component[component_of_shared(names)] += param.numel()
     total = sum(by_component.values())
     arch = architecture(getattr(model, "config", None))
     return ParamCount(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -221,6 +221,78 @@ def _owner_is_conv1d(model: torch.nn.Module, name: str) -> bool:
     return type(model.get_submodule(module_name)).__name__ == "Conv1D" if module_name else False
 
 
+def is_quantized_by_rtn(param: torch.Tensor) -> bool:
+    """Whether ``quantized-<k>`` rounds this tensor (2+ dims, floating point) or keeps it exactly (1-D, ints)."""
+    return param.ndim >= 2 and param.is_floating_point()
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class QuantizedTensor:
+    """One tensor as ``quantized-<k>`` codes it: its packed integers (empty when kept exactly), its side bytes
+    (fp16 scales + offsets, or the exact narrowed tensor), and what the decoder rebuilds (None when exact)."""
+
+    name: str
+    packed: bytes
+    side: bytes
+    restored: torch.Tensor | None  # same shape and dtype as the parameter
+
+
+def quantize_tensors(model: torch.nn.Module, bits: int, names: Collection[str] | None = None, *,
+                     group_size: int | None = None) -> Iterator[QuantizedTensor]:
+    """The ``quantized-<bits>`` code of each unique parameter (or of those in ``names``), in model order.
+
+    Tensors with 2+ dims are RTN-quantized per output channel (GPT-2's Conv1D weights are transposed first, so
+    a channel is always an output feature); 1-D tensors (norm gains, biases) are kept exactly, narrowed
+    losslessly. The model is not modified. Concatenating ``packed`` and ``side`` over any subset, in this order,
+    is that subset's code (``subset_code``); over all parameters it is ``quantize_model``'s.
+    """
+    wanted = None if names is None else set(names)
+    for name, param, _ in unique_named_parameters(model):
+        if wanted is not None and name not in wanted:
+            continue
+        if not is_quantized_by_rtn(param):
+            exact = narrow_losslessly(param.detach().to("cpu").contiguous())
+            yield QuantizedTensor(name, b"", exact.reshape(-1).view(torch.uint8).numpy().tobytes(), None)
+            continue
+        transpose = param.ndim == 2 and _owner_is_conv1d(model, name)
+        matrix = param.T if transpose else param.reshape(param.shape[0], -1)  # (out channels, inputs)
+        rtn = quantize_rtn(matrix, bits, group_size)
+        restored = rtn.dequantized.T if transpose else rtn.dequantized.reshape(param.shape)
+        yield QuantizedTensor(name, pack_bits(rtn.q, bits), rtn.scale.tobytes() + rtn.offset.tobytes(),
+                              restored.to(param.dtype))
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class SubsetCode:
+    """Length of the ``quantized-<k>`` code of a set of tensors: zstd of their packed integers + zstd of the side
+    stream (two frames, as ``quantize_model`` writes them for the whole model)."""
+
+    bits: int
+    packed_bytes: int
+    side_bytes: int
+    n_quantized: int  # elements rounded to the k-bit grid
+    n_exact: int  # elements kept exactly (1-D tensors)
+
+    @property
+    def model_bits(self) -> float:
+        return float(bytes_to_bits(self.packed_bytes + self.side_bytes))
+
+
+def subset_code(pieces: Sequence[QuantizedTensor], bits: int, *, n_quantized: int, n_exact: int,
+                zstd_level: int = ZSTD_LEVEL) -> SubsetCode:
+    """Code length of ``pieces`` (from ``quantize_tensors``, in its order)."""
+    packed = zstd_size_bytes(b"".join(p.packed for p in pieces), zstd_level)
+    side = zstd_size_bytes(b"".join(p.side for p in pieces), zstd_level)
+    return SubsetCode(bits, packed, side, n_quantized, n_exact)
+
+
+def rtn_detail(code: SubsetCode, group_size: int | None, zstd_level: int = ZSTD_LEVEL) -> str:
+    return (f"RTN {code.bits}-bit min/max per output channel, group "
+            f"{'whole row' if group_size is None else group_size}, fp16 scale+offset; "
+            f"{code.n_quantized} quantized + {code.n_exact} exact params; packed {code.packed_bytes} B + side "
+            f"{code.side_bytes} B; {zstd_codec_name(zstd_level)}")
+
+
 def quantize_model(model: torch.nn.Module, bits: int, *, group_size: int | None = None,
                    zstd_level: int = ZSTD_LEVEL) -> QuantizedModel:
     """``quantized-<bits>``: code length of the RTN-quantized weights, and the dequantized copy of the model.
@@ -231,32 +303,21 @@ def quantize_model(model: torch.nn.Module, bits: int, *, group_size: int | None 
     model is not modified; ties survive because ``copy.deepcopy`` keeps shared parameters shared.
     """
     dequantized_model = copy.deepcopy(model)
-    packed: list[bytes] = []
-    side: list[bytes] = []
+    pieces: list[QuantizedTensor] = []
     n_quantized = n_exact = 0
     with torch.no_grad():
-        for name, param, _ in unique_named_parameters(dequantized_model):
-            if param.ndim < 2 or not param.is_floating_point():
-                exact = narrow_losslessly(param.detach().to("cpu").contiguous())
-                side.append(exact.reshape(-1).view(torch.uint8).numpy().tobytes())
+        for piece in quantize_tensors(dequantized_model, bits, group_size=group_size):
+            param = dequantized_model.get_parameter(piece.name)
+            if piece.restored is None:
                 n_exact += param.numel()
-                continue
-            transpose = param.ndim == 2 and _owner_is_conv1d(dequantized_model, name)
-            matrix = param.T if transpose else param.reshape(param.shape[0], -1)  # (out channels, inputs)
-            rtn = quantize_rtn(matrix, bits, group_size)
-            packed.append(pack_bits(rtn.q, bits))
-            side.append(rtn.scale.tobytes() + rtn.offset.tobytes())
-            restored = rtn.dequantized.T if transpose else rtn.dequantized.reshape(param.shape)
-            param.copy_(restored.to(param.dtype))
-            n_quantized += param.numel()
-    packed_bytes = zstd_size_bytes(b"".join(packed), zstd_level)
-    side_bytes = zstd_size_bytes(b"".join(side), zstd_level)
-    detail = (f"RTN {bits}-bit min/max per output channel, group "
-              f"{'whole row' if group_size is None else group_size}, fp16 scale+offset; "
-              f"{n_quantized} quantized + {n_exact} exact params; packed {packed_bytes} B + side {side_bytes} B; "
-              f"{zstd_codec_name(zstd_level)}")
-    code = WeightCode(f"quantized-{bits}", float(bytes_to_bits(packed_bytes + side_bytes)), detail)
-    return QuantizedModel(code, dequantized_model, packed_bytes, side_bytes)
+            else:
+                param.copy_(piece.restored)
+                n_quantized += param.numel()
+            # Keep only the bytes: the restored tensor now lives in the copy (one copy of the weights, not two).
+            pieces.append(QuantizedTensor(piece.name, piece.packed, piece.side, None))
+    code = subset_code(pieces, bits, n_quantized=n_quantized, n_exact=n_exact, zstd_level=zstd_level)
+    weight_code = WeightCode(f"quantized-{bits}", code.model_bits, rtn_detail(code, group_size, zstd_level))
+    return QuantizedModel(weight_code, dequantized_model, code.packed_bytes, code.side_bytes)
 
 
 # ------------------------------------------------------------------------------------------------- tokenizer

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import sys
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,7 +21,6 @@ from mdlbench.mdl.two_part import CHECKPOINT_DEFAULT_MAX_PARAMS
 from mdlbench.mdl.weights_code import checkpoint_code, unique_state_dict
 from mdlbench.prequential.estimators import (
     BlockCode,
-    Log,
     PrequentialConfig,
     PrequentialEstimate,
     TokenStream,
@@ -38,6 +36,7 @@ from mdlbench.prequential.results import (
     aggregate_seeds,
     block_rows,
     canonical_json,
+    model_shape,
     prequential_run_id,
     program_bits,
     summary_row,
@@ -45,7 +44,7 @@ from mdlbench.prequential.results import (
 )
 from mdlbench.prequential.schedule import proportional_byte_attribution
 from mdlbench.prequential.vocab import DEFAULT_TOKENIZER, load_tokenizer, separator_id, tokenizer_files
-from mdlbench.progress import Progress
+from mdlbench.progress import Log, Progress, log_to_stderr
 from mdlbench.scoring.identity import folder_weights_sha256
 from mdlbench.scoring.tokens import encode, is_byte_level, roundtrip_ok, token_byte_spans
 
@@ -76,10 +75,6 @@ class PrequentialRun:
     block_rows: list[dict[str, Any]]
     summary_rows: list[dict[str, Any]]
     aggregate: list[dict[str, Any]]
-
-
-def log_to_stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def tokenize_corpus(corpus: Any, tokenizer: Any) -> TokenizedCorpus:
@@ -234,7 +229,10 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
     cost = program_bits(config_json, files)
     label = model_label(resolved_arch, init_checkpoint)
     # After the reuse check: checkpoint-zstd of a 16M-parameter start takes about a minute.
-    checkpoint_cost = checkpoint_param_cost(build(0)) if init_checkpoint is not None else None
+    first = build(seeds[0])
+    checkpoint_cost = checkpoint_param_cost(first) if init_checkpoint is not None else None
+    shape = model_shape(first)
+    del first
     estimates, blocks, summaries = [], [], []
     for seed in seeds:
         stream = data.stream(seed)
@@ -256,7 +254,7 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
         blocks += block_rows(result, model=label, corpus=data.name)
         summaries.append(summary_row(result, model=label, corpus=data.name, n_documents=len(data.doc_token_ids),
                                      program_bits=cost, config_json=config_json, conditional_on=conditional_on,
-                                     checkpoint_cost=checkpoint_cost))
+                                     checkpoint_cost=checkpoint_cost, shape=shape))
     if out_dir is not None:
         tables.commit(Path(out_dir), to_tables(run_id, blocks, summaries))
     return PrequentialRun(run_id, config_json, tuple(estimates), blocks, summaries, aggregate_seeds(summaries))

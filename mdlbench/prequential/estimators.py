@@ -52,12 +52,12 @@ from mdlbench.prequential.schedule import (
     sequence_spans,
     uniform_code_length_bits,
 )
+from mdlbench.progress import Log
 
 Estimator = Literal["blockwise", "online"]
 Mode = Literal["restart", "continue"]
 TrainOn = Literal["prefix", "block"]
 Coder = Literal["uniform", "model"]
-Log = Callable[[str], None]  # one line of progress per block or batch
 ModelFactory = Callable[[int], torch.nn.Module]
 
 IGNORE = -100  # label of positions that are not scored (padding, or context from before the range)

@@ -1,4 +1,4 @@
-"""Tables of prequential runs (registered at import), their rows, the run id, the program cost, seed aggregates.
+"""Rows of the prequential tables (schemas in ``mdlbench.tables``), the run id, the program cost, seed aggregates.
 
 ``prequential_blocks``: one row per block (blockwise) or batch (online) per seed. ``n_bytes`` of a block is the
 UTF-8 bytes attributed to its tokens: each token's exact byte span when the tokenizer's pieces tile the document
@@ -21,6 +21,7 @@ import zstandard
 
 from mdlbench import SCORING_CODE_VERSION
 from mdlbench.codelength import bits_per_byte
+from mdlbench.mdl.params import count_parameters
 from mdlbench.prequential.estimators import PrequentialEstimate
 from mdlbench.tables import to_arrow
 
@@ -30,7 +31,6 @@ ZSTD_LEVEL = 19  # pinned: program_bits must not depend on a library default
 
 BLOCKS_TABLE = "prequential_blocks"
 SUMMARY_TABLE = "prequential"
-
 
 
 def canonical_json(value: Any) -> str:
@@ -66,8 +66,10 @@ def block_rows(estimate: PrequentialEstimate, *, model: str, corpus: str) -> lis
 
 def summary_row(estimate: PrequentialEstimate, *, model: str, corpus: str, n_documents: int, program_bits: int,
                 config_json: str, conditional_on: str = "",
-                checkpoint_cost: tuple[str, float, int] | None = None) -> dict[str, Any]:
-    """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start."""
+                checkpoint_cost: tuple[str, float, int] | None = None,
+                shape: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start;
+    ``shape`` = n_layer, d_model, d_ff, ffn_ratio, n_params of the learner (``model_shape``)."""
     bits = estimate.prequential_bits
     return {"model": model, "corpus": corpus, "estimator": estimate.estimator, "mode": estimate.mode,
             "seed": estimate.seed, "n_documents": n_documents, "n_tokens": estimate.n_tokens,
@@ -80,7 +82,18 @@ def summary_row(estimate: PrequentialEstimate, *, model: str, corpus: str, n_doc
             "checkpoint_param_code": checkpoint_cost[0] if checkpoint_cost else None,
             "checkpoint_param_bits": checkpoint_cost[1] if checkpoint_cost else None,
             "checkpoint_n_params": checkpoint_cost[2] if checkpoint_cost else None,
-            "wall_seconds": estimate.wall_seconds, "config_json": config_json}
+            "wall_seconds": estimate.wall_seconds, "config_json": config_json,
+            **{k: (shape or {}).get(k) for k in SHAPE_COLUMNS}}
+
+
+SHAPE_COLUMNS = ("n_layer", "d_model", "d_ff", "ffn_ratio", "n_params")
+
+
+def model_shape(model: Any) -> dict[str, Any]:
+    """n_layer, d_model, d_ff, ffn_ratio (from the config) and n_params (unique elements) of a built model."""
+    counts = count_parameters(model)
+    return {"n_layer": counts.n_layers, "d_model": counts.d_model, "d_ff": counts.d_ff,
+            "ffn_ratio": counts.ffn_ratio, "n_params": counts.params_total}
 
 
 def to_tables(run_id: str, blocks: Sequence[Mapping[str, Any]],

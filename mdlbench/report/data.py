@@ -76,6 +76,10 @@ class Results:
     coding: pd.DataFrame | None
     absent: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> commands that fill it
     context_curve: pd.DataFrame | None = None
+    # The lens (mdlbench lens): None when absent; the "Model anatomy" section appears only with them.
+    component_codes: pd.DataFrame | None = None
+    ffn_activity: pd.DataFrame | None = None
+    ffn_pruning: pd.DataFrame | None = None
 
     @property
     def corpora(self) -> list[str]:
@@ -172,7 +176,9 @@ def load_results(out_dir: Path, *, run_ids: Sequence[str] | None = None, corpus:
     res = Results(out_dir=out_dir, runs=runs, documents=documents, summary=by_run("summary"),
                   baselines=baselines, two_part=by_run("two_part"),
                   two_part_vs_baseline=by_run("two_part_vs_baseline"), prequential=prequential,
-                  prequential_blocks=blocks, coding=by_run("coding"), context_curve=by_run("context_curve"))
+                  prequential_blocks=blocks, coding=by_run("coding"), context_curve=by_run("context_curve"),
+                  component_codes=by_run("component_codes"), ffn_activity=by_run("ffn_activity"),
+                  ffn_pruning=by_run("ffn_pruning"))
     for name, how in OPTIONAL_TABLES.items():
         df = getattr(res, name)
         if df is None or df.empty:

@@ -11,7 +11,7 @@ import pandas as pd
 from mdlbench.codelength import bits_per_byte, fsum_bits
 from mdlbench.config import UNIFORM_BYTES
 from mdlbench.errors import InputError
-from mdlbench.report import context, figures
+from mdlbench.report import anatomy, context, figures
 from mdlbench.report.data import (
     MATCHED_MODE,
     OPTIONAL_TABLES,
@@ -354,6 +354,7 @@ def build_report(res: Results, out_dir: Path, *, command: str, fig_subdir: str =
         if attribution:
             blocks += context.attribution_section(res, rows, fig_dir, fig_subdir, _slug(corpus))
         blocks += _two_part_section(res, rows, colors, fig_dir, fig_subdir)
+        blocks += anatomy.anatomy_section(res, rows, corpus, fig_dir, fig_subdir, _slug(corpus))
         blocks += _baselines_section(res, sha)
         blocks += _prequential_section(res, corpus, sha, preq, fig_dir, fig_subdir)
         blocks += _coding_section(res, rows)

@@ -11,7 +11,7 @@ A failing run is reported and the others go on.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +22,7 @@ from mdlbench.corpora import Corpus, open_corpus, split_name
 from mdlbench.errors import InputError, MdlbenchError
 from mdlbench.fsio import file_lock
 from mdlbench.mdl.two_part import requested_codes
-from mdlbench.progress import Progress
+from mdlbench.progress import Log, Progress
 from mdlbench.run import extras
 from mdlbench.run.assemble import finalize_run, now_utc, read_summary
 from mdlbench.run.background import BaselineRunner, baseline_names
@@ -34,7 +34,6 @@ from mdlbench.scoring.identity import ModelIdentity, identify_model, probe_devic
 from mdlbench.scoring.models import LoadedModel
 
 Status = Literal["done", "reused", "shard-done", "failed"]
-Log = Callable[[str], None]
 
 
 @dataclass
@@ -123,7 +122,8 @@ def _runs_row(out_dir: Path, rid: str) -> dict[str, Any]:
 
 
 def _missing_extras(out_dir: Path, rid: str, row: dict[str, Any], options: RunOptions, leader_extras: bool) -> bool:
-    """Whether a finished run still lacks per-token rows, a two-part code or coding rows (which need its scorer)."""
+    """Whether a finished run still lacks per-token rows, a two-part code, coding rows or the lens's tables (which
+    need its scorer)."""
     if not leader_extras:
         return False
     if extras.tokens_missing(out_dir, rid, options.per_token):
@@ -132,7 +132,7 @@ def _missing_extras(out_dir: Path, rid: str, row: dict[str, Any], options: RunOp
         return False
     codes = requested_codes(options.two_part, int(row.get("n_params") or 0))
     return bool(extras.missing_two_part(out_dir, rid, codes, str(row.get("model_format")))) or \
-        extras.coding_missing(out_dir, rid, options.verify_coding)
+        extras.coding_missing(out_dir, rid, options.verify_coding) or extras.lens_missing(out_dir, rid, options.lens)
 
 
 def _drop_leftovers(state: RunState, log: Log) -> None:
@@ -155,7 +155,7 @@ def check_out_dir(out_dir: Path) -> None:
         raise InputError(f"--out {out_dir}: {what}; give a folder for the results (it is created if missing)")
 
 
-def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
+def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,
            dist: DistContext, log: Log) -> RunOutcome:
     """Score this shard's chunks of a planned run, then assemble the run if all shards are done."""
     state = RunState(out_dir, plan.run_id)
@@ -218,7 +218,8 @@ def _score(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, ou
 
 def _add_extras(plan: PlannedRun, outcome: RunOutcome, corpus: Corpus, options: RunOptions, out_dir: Path,
                 baselines: BaselineRunner, log: Log) -> None:
-    """Per-token, two-part and real-coding tables for a finished run: only what is missing (or all, with --force)."""
+    """Per-token, two-part, real-coding and lens tables for a finished run: only what is missing (or all, with
+    --force)."""
     if extras.tokens_missing(out_dir, plan.run_id, options.per_token):
         log(f"per-token rows for {outcome.model} × {corpus.name} ...")
         tables.commit(out_dir, extras.tokens_partition(plan, corpus, options.checkpoint_docs))
@@ -235,6 +236,12 @@ def _add_extras(plan: PlannedRun, outcome: RunOutcome, corpus: Corpus, options: 
                                                                              options.verify_coding)):
         log(f"real coding of {options.verify_coding} document(s) of {corpus.name} with {outcome.model} ...")
         tables.commit(out_dir, extras.coding_partition(plan, corpus, options.verify_coding))
+    if options.lens and (options.force or extras.lens_missing(out_dir, plan.run_id, True)):
+        from mdlbench.lens.driver import Lens, LensSettings
+
+        log(f"lens of {outcome.model} × {corpus.name} (default settings) ...")
+        # The run is complete (just computed, or reused): the lens adds its own passes beside it.
+        Lens(plan.loaded, corpus, plan, replace(options, force=False), LensSettings(), out_dir, log).run()
 
 
 @dataclass
@@ -284,7 +291,7 @@ def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist:
         outcome = RunOutcome(plan.run_id, pair.slot.name, pair.corpus.name, "reused",
                              read_summary(out_dir, plan.run_id))
     else:
-        outcome = _score(plan, pair.label, pair.corpus, options, out_dir, shard, dist, log)
+        outcome = score_run(plan, pair.label, pair.corpus, options, out_dir, shard, dist, log)
     if outcome.status in ("done", "reused"):
         outcome.corpus_sha256 = str(_runs_row(out_dir, plan.run_id).get("corpus_sha256", ""))
         if leader_extras:
@@ -351,19 +358,29 @@ def run_benchmark(model_specs: Sequence[str | ModelEntry], corpus_specs: Sequenc
     return outcomes
 
 
-def _prequential_inputs(options: RunOptions) -> tuple[Any, tuple[int, ...], dict[str, Any] | None]:
-    """(tokenizer, seeds, architecture) of ``--prequential``, loaded and validated."""
+PrequentialInputs = tuple[Any, tuple[int, ...], dict[str, Any] | None, Any]  # (tokenizer, seeds, arch, grid)
+
+
+def _prequential_inputs(options: RunOptions) -> PrequentialInputs:
+    """(tokenizer, seeds, architecture, architecture grid) of ``--prequential``, loaded and validated."""
     from mdlbench.prequential.driver import load_arch, parse_seeds
     from mdlbench.prequential.vocab import load_tokenizer
 
     seeds = parse_seeds(options.prequential_seeds)
     arch = load_arch(options.prequential_arch) if options.prequential_arch is not None else None
-    return load_tokenizer(options.prequential_tokenizer), seeds, arch
+    grid = None
+    if options.prequential_arch_grid is not None:
+        from mdlbench.lens.grid import load_grid
+
+        if arch is not None:
+            raise InputError("prequential_arch and prequential_arch_grid both set the architecture; keep one")
+        grid = load_grid(options.prequential_arch_grid)
+    return load_tokenizer(options.prequential_tokenizer), seeds, arch, grid
 
 
 def _attach_comparisons(outcomes: list[RunOutcome], corpora: Sequence[Corpus],
                         options: RunOptions, out_dir: Path, baselines: BaselineRunner,
-                        prequential: tuple[Any, tuple[int, ...], dict[str, Any] | None] | None, log: Log) -> None:
+                        prequential: PrequentialInputs | None, log: Log) -> None:
     """Best baselines, two-part rows and prequential results next to each run, for the console summary."""
     from mdlbench.baselines.run import best_verified
 
@@ -381,12 +398,21 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpora: Sequence[Corpus],
     if prequential is not None:
         from mdlbench.prequential.driver import run_prequential_for_corpus
 
-        tokenizer, seeds, arch = prequential
+        tokenizer, seeds, arch, grid = prequential
+        preq_log = log if options.progress in ("auto", "bar") else None
         for corpus in corpora:
-            result = run_prequential_for_corpus(
-                corpus, arch=arch, tokenizer=tokenizer, seeds=seeds, out_dir=out_dir, force=options.force,
-                log=log if options.progress in ("auto", "bar") else None,
-                progress=Progress("prequential", mode="json") if options.progress == "json" else None)
+            progress = Progress("prequential", mode="json") if options.progress == "json" else None
+            if grid is not None:
+                from mdlbench.lens.grid import run_grid
+
+                cells = run_grid(corpus, grid, tokenizer=tokenizer, seeds=seeds, out_dir=out_dir, force=options.force,
+                                 log=preq_log, progress=progress)
+                aggregate = [{**a, "estimator": f"{a['estimator']}, n_layer {c.n_layer}, ffn_ratio {c.ffn_ratio:g}, "
+                                                f"d_model {c.d_model}"} for c, r in cells for a in r.aggregate]
+            else:
+                aggregate = run_prequential_for_corpus(corpus, arch=arch, tokenizer=tokenizer, seeds=seeds,
+                                                       out_dir=out_dir, force=options.force, log=preq_log,
+                                                       progress=progress).aggregate
             for o in outcomes:
                 if o.corpus == corpus.name and o.status in ("done", "reused"):
-                    o.extras["prequential"] = result.aggregate
+                    o.extras["prequential"] = aggregate

@@ -68,6 +68,10 @@ def tokens_partition(plan: PlannedRun, corpus: Corpus, chunk_docs: int) -> dict[
         "tokens", {n: [] for n in tables.TABLES["tokens"][1].names})}
 
 
+def lens_missing(out_dir: Path, run_id: str, lens: bool) -> bool:
+    return lens and not tables.partition_exists(out_dir, "component_codes", run_id)
+
+
 def coding_missing(out_dir: Path, run_id: str, n_docs: int) -> bool:
     return n_docs > 0 and len(_stored(out_dir, "coding", run_id)) < n_docs
 

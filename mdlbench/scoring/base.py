@@ -40,6 +40,27 @@ class DocumentCode:
     curve: CurvePartial | None = field(default=None)  # bits by context length (context_curve.py)
 
 
+@dataclass(frozen=True, slots=True)
+class ScoredPositions:
+    """The inputs of one forward batch whose next-token predictions are coded: batch row ``rows[i]``, column
+    ``cols[i]`` (torch int64 tensors on the model's device, one entry per coded prediction, each stream position
+    once), and ``documents[r]``, the document in batch row r."""
+
+    rows: Any
+    cols: Any
+    documents: tuple[Document, ...]
+
+
+class ForwardObserver(Protocol):
+    """Sees the scoring forward passes (e.g. through module hooks) without changing them: ``begin`` right before a
+    batch's forward, ``commit`` once its code lengths are computed. A batch that fails (an out-of-memory retry)
+    gets ``begin`` again without ``commit``, so what it recorded must be dropped."""
+
+    def begin(self, positions: ScoredPositions) -> None: ...
+
+    def commit(self) -> None: ...
+
+
 class Scorer(Protocol):
     """A code for documents. ``HFScorer`` (a language model) and ``UniformBytesScorer`` implement it."""
 

@@ -28,7 +28,7 @@ from mdlbench.context_curve import document_curve
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError, ScoringError
 from mdlbench.mdl.params import count_parameters
-from mdlbench.scoring.base import DocumentCode, TokenCodes
+from mdlbench.scoring.base import DocumentCode, ForwardObserver, ScoredPositions, TokenCodes
 from mdlbench.scoring.models import LoadedModel
 from mdlbench.scoring.tokens import encode, is_byte_level, roundtrip_ok, token_byte_spans
 from mdlbench.windowing import Window, plan_windows
@@ -122,6 +122,8 @@ class HFScorer:
         self._byte_level = is_byte_level(self.tokenizer)
         # Called after every forward batch with the number of predictions it scored (live tokens/s on stderr).
         self.on_progress: Callable[[int, int], None] | None = None
+        # Sees every scoring forward pass and its coded positions (the lens's FFN activity hooks); None: nobody.
+        self.forward_observer: ForwardObserver | None = None
 
     # -- preparation (background thread) ------------------------------------------------------------------
     def _prepare(self, item: tuple[int, Document]) -> _Prepared:
@@ -160,14 +162,17 @@ class HFScorer:
         col_t = torch.tensor(cols, device=self.device)
         target_t = torch.tensor(targets, device=self.device)
         with torch.inference_mode():
+            if self._use_sliced_head and not self._head_checked:
+                # Before the batch's forward, so that the batch is computed by exactly one forward pass.
+                self._check_head(input_ids, self.model.get_output_embeddings())
+            if self.forward_observer is not None:
+                self.forward_observer.begin(ScoredPositions(row_t, col_t, tuple(p.doc for p, _ in batch)))
             if self._use_sliced_head:
                 hidden = self.model.base_model(input_ids=input_ids, attention_mask=attention,
                                                use_cache=False).last_hidden_state  # (B, T, D) model dtype
                 selected = hidden[row_t, col_t]  # (P, D): only the scored positions
                 head = self.model.get_output_embeddings()
-                if not self._head_checked:
-                    self._check_head(input_ids, head)
-            if not self._use_sliced_head:
+            else:
                 logits_all = self.model(input_ids=input_ids, attention_mask=attention, use_cache=False).logits
                 selected = logits_all[row_t, col_t]
                 head = None
@@ -193,6 +198,8 @@ class HFScorer:
                         f"(window over stream tokens {win.input_start}..{win.input_end}); nothing was written — "
                         "check the weights and --dtype (float16 overflows on some models; try float32)")
                 bits[s:e] = nats_to_bits(nats).cpu()
+        if self.forward_observer is not None:
+            self.forward_observer.commit()
         out, offset = [], 0
         for p, w in batch:
             n = p.windows[w].n_scored

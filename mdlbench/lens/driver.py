@@ -30,7 +30,6 @@ from mdlbench.lens.layout import FfnLayout, ffn_layout
 from mdlbench.mdl.weights_code import ZSTD_LEVEL, rtn_detail
 
 Log = Callable[[str], None]
-LENS_TABLES = ("component_codes", "ffn_activity", "ffn_pruning")
 
 
 @dataclass(frozen=True)

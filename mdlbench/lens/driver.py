@@ -35,8 +35,6 @@ from mdlbench.run.state import RunState
 from mdlbench.scoring.models import LoadedModel
 from mdlbench.tables import RUN_NAMES
 
-LENS_TABLES = ("component_codes", "ffn_activity", "ffn_pruning")
-
 
 @dataclass(frozen=True)
 class LensSettings:

@@ -81,16 +81,20 @@ def component_summary(comp: pd.DataFrame, n_bytes: int) -> Table:
                  [False, True, False, True, False, True, True, True, True, False])
 
 
-def component_grid(comp: pd.DataFrame) -> Table:
-    """Every (component, k) of the all-layers rows."""
+def component_grid(comp: pd.DataFrame, n_bytes: int) -> Table:
+    """Every (component, k) of the all-layers rows, with the corpus size each k-bit code pays up to."""
     rows = []
     for r in comp[comp["layer"] == -1].sort_values(["component", "bits"]).itertuples():
         marginal = r.marginal_data_bits_per_param_bit
+        saved = r.param_bits_reference - r.param_bits
+        pays = DASH if r.bits == 0 else "never" if saved <= 0 else _size(break_even_bytes(saved, r.delta_data_bits,
+                                                                                          n_bytes))
         rows.append([f"`{r.component}`", "stored" if r.bits == 0 else str(r.bits), _mbit(r.param_bits),
                      _bits(r.delta_data_bits), _mbit(r.net_bits_saved),
-                     DASH if marginal is None or pd.isna(marginal) else f"{marginal:.3g}"])
+                     DASH if marginal is None or pd.isna(marginal) else f"{marginal:.3g}", pays])
     return Table(["component", "bits", "parameter Mbit", "Δ data bits", "net Mbit saved",
-                  "Δ data bits per parameter bit saved"], rows, [False, True, True, True, True, True])
+                  "Δ data bits per parameter bit saved", "pays up to a corpus of"], rows,
+                 [False, True, True, True, True, True, True])
 
 
 def _lens_blocks(res: Results, row: LeaderRow, fig_dir: Path, rel: str, slug: str) -> list[Block]:
@@ -111,7 +115,7 @@ def _lens_blocks(res: Results, row: LeaderRow, fig_dir: Path, rel: str, slug: st
             Figure(f"{rel}/{path.name}", "Δ data bits against the component's parameter bits; each line runs from "
                                          "the stored form (square, Δ = 0) through k = 8 … 2 (labelled dots). Down "
                                          "and left is better."),
-            component_grid(comp)]
+            component_grid(comp, n_bytes)]
     if not act.empty:
         path = anatomy_figures.activity_by_layer(act, fig_dir / f"activity-{slug}.png",
                                                  title=f"{name}: FFN activity per layer (coded positions)")

@@ -191,14 +191,17 @@ def width_depth(cells: pd.DataFrame, path: Path, *, title: str) -> Path:
     ax = axes[0, 0]
     fig.subplots_adjust(left=0.1, right=0.82, bottom=0.13, top=0.9)
     ends = []
-    for i, (n_layer, g) in enumerate(cells.groupby("n_layer", sort=True)):
+    depths = cells.groupby("n_layer", sort=True)
+    for i, (n_layer, g) in enumerate(depths):
         g = g.sort_values("ffn_ratio")
         color = PALETTE[i % len(PALETTE)]
         sd = g["bits_per_byte_sd"].fillna(0.0).to_numpy(float)
-        ax.errorbar(g["ffn_ratio"], g["bits_per_byte_mean"], yerr=sd, fmt="-o", ms=5, capsize=3, color=color)
-        for r in g.itertuples():
-            ax.annotate(f"d={int(r.d_model)}", (r.ffn_ratio, r.bits_per_byte_mean), textcoords="offset points",
-                        xytext=(6, -10), ha="left", fontsize=7, color=color)
+        # Depths side by side around each ratio, so error bars at the same ratio never cover each other.
+        x = g["ffn_ratio"].to_numpy(float) * 2.0 ** (0.08 * (i - (len(depths) - 1) / 2))
+        ax.errorbar(x, g["bits_per_byte_mean"], yerr=sd, fmt="-o", ms=5, capsize=3, color=color)
+        for xi, r in zip(x, g.itertuples(), strict=True):
+            ax.annotate(f"d={int(r.d_model)}", (xi, r.bits_per_byte_mean), textcoords="offset points",
+                        xytext=(4, -11), ha="left", fontsize=7, color=color)
         ends.append((float(g["bits_per_byte_mean"].iloc[-1]), f"{int(n_layer)} layer{'s' * (n_layer != 1)}", color))
     ratios = sorted(set(cells["ffn_ratio"].astype(float)))
     ax.set_xscale("log", base=2)
@@ -210,7 +213,7 @@ def width_depth(cells: pd.DataFrame, path: Path, *, title: str) -> Path:
     hi = float((cells["bits_per_byte_mean"] + cells["bits_per_byte_sd"].fillna(0)).max())
     span = max(hi - lo, 1e-3)
     ax.set_ylim(lo - 0.15 * span, hi + 0.25 * span)
-    ax.set_xlabel("FFN ratio d_ff / d_model (log2 scale; labels: d_model of each cell)")
+    ax.set_xlabel("FFN ratio d_ff / d_model (log2 scale; depths drawn side by side; labels: d_model)")
     ax.set_ylabel("prequential code (bits/byte, mean ± sd over seeds)")
     ax.set_title(title, fontsize=10)
     ax.grid(True, which="major", alpha=0.3)

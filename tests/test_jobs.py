@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from mdlbench.errors import InputError
 from mdlbench.run.jobs import load_job
@@ -126,8 +127,8 @@ def test_kill_9_during_parquet_writes_then_resume_equals_uninterrupted(tmp_path,
     killed = subprocess.run([sys.executable, "-c", KILLER, "run", str(job), "--out", str(out), "--quiet"],
                             env=env, capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL
-    resumed = _run("run", str(job), "--out", str(out), "--quiet")
-    assert resumed.returncode == 0, resumed.stderr
+    code, _, err = run_cli("run", str(job), "--out", str(out), "--quiet")  # the resume, in process
+    assert code == 0, err
     _assert_same_results(out, ref_out)
     assert not list(out.rglob(".*.tmp")) and not list((out / ".progress").glob("*"))
 
@@ -141,8 +142,8 @@ def test_kill_9_at_random_times_then_resume_equals_uninterrupted(tmp_path, refer
         time.sleep(rng.uniform(3.0, 9.0))
         proc.send_signal(signal.SIGKILL)
         proc.communicate()
-    done = _run("run", str(job), "--out", str(out), "--quiet")
-    assert done.returncode == 0, done.stderr
+    code, _, err = run_cli("run", str(job), "--out", str(out), "--quiet")  # the resume, in process
+    assert code == 0, err
     _assert_same_results(out, ref_out)
 
 
@@ -247,8 +248,6 @@ def test_failed_run_exit_code_3_others_complete(tmp_path, corpus):
 
 
 def test_window_sweep_is_one_run_per_value(tmp_path, tiny_model_dir, corpus):
-    from conftest import run_cli
-
     path = tmp_path / "sweep.toml"
     path.write_text(f'models = ["{tiny_model_dir}"]\ncorpora = ["{corpus}"]\n[options]\nwindow = [8, 16, 32]\n'
                     'stride = [4, 8, 32]\nbaselines = ["none"]\ntwo_part = ["none"]\nbootstrap_samples = 0\n')

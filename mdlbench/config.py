@@ -172,7 +172,8 @@ class RunOptions:
     # Extras: separate tables, not part of the run id (they do not change the code lengths).
     baselines: tuple[str, ...] | None = None  # compressor names; None = all; ("none",) = none
     two_part: tuple[str, ...] | None = None  # parameter codes; None = the defaults; ("none",) = none
-    verify_coding: int = field(default=0, metadata=_at_least(0))  # real range coding of the first N documents
+    # Real range coding of the first N documents, or of all of them.
+    verify_coding: int | Literal["all"] = field(default=0, metadata=_at_least(0))
     prequential: bool = False  # also run prequential MDL on each corpus
     prequential_seeds: str = "0,1,2"
     prequential_arch: str | None = None  # transformers config JSON for the prequential model

@@ -133,16 +133,20 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         # The learner's shape (mdl.params.architecture, count_parameters of the built model); null in older rows.
         ("n_layer", _i64), ("d_model", _i64), ("d_ff", _i64), ("ffn_ratio", _f64), ("n_params", _i64),
     ])),
-    # Real range coding of a run's first documents (coding/coder.py, `run --verify-coding N`).
+    # Real range coding of a run's first documents, in one lockstep archive (coding/coder.py,
+    # `run --verify-coding N|all`).
     "coding": ("run_id", pa.schema([
         *RUN_NAMES, ("doc_index", _i64), ("doc_id", _str),
         ("method", _str),  # model | raw-bytes | uniform-bytes
         ("n_tokens", _i64),  # text tokens (BOS/EOS not counted); bytes for the raw methods
         ("ideal_bits", _f64),  # Σ −log2 p from the rows the coder used (includes EOS under end=eos)
-        ("coded_bits", _i64),  # 8 × payload bytes (the container header is not included)
+        ("coded_bits", _i64),  # 8 × this document's payload bytes
         ("overhead_bits", _f64),  # coded − ideal
-        ("header_bytes", _i64),  # the container header, for the total file size
+        # The archive's bytes that are not payload (fixed part, header, index), split over its documents so that
+        # Σ header_bytes + Σ coded_bits / 8 is the archive's size exactly (the first documents take the remainder).
+        ("header_bytes", _i64),
         ("roundtrip_ok", _bool),  # decompress(compress(bytes)) == bytes
+        # This document's share of the coding time: every lockstep step's wall time split equally over its rows.
         ("encode_seconds", _f64), ("decode_seconds", _f64),
     ])),
     # Bits against context length (mdlbench.context_curve): one row per (domain, non-empty bucket); domain "" = all.

@@ -9,20 +9,13 @@ from __future__ import annotations
 import argparse
 import math
 import struct
-import zlib
 
 import pytest
 from conftest import build_tiny_gpt2
 
-from mdlbench.coding.coder import (
-    DecodeMismatchError,
-    ModelMismatchError,
-    coding_table,
-    compress_bytes,
-    decompress_bytes,
-    verify_coding,
-)
-from mdlbench.coding.container import FIXED_HEADER_BYTES, MAGIC, CorruptFileError, pack, unpack
+from mdlbench.coding.coder import coding_table, compress_bytes, decompress_bytes, verify_coding
+from mdlbench.coding.container import FIXED_HEADER_BYTES, CorruptFileError, pack, unpack
+from mdlbench.coding.identity import DecodeMismatchError, ModelMismatchError
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError
 
@@ -61,7 +54,7 @@ def test_round_trip_and_coded_close_to_ideal(tiny_loaded, packed, name):
     assert abs(c.coded_bits - c.ideal_bits) <= 64 + 1e-3 * c.ideal_bits
     assert c.coded_bits % 32 == 0  # whole 32-bit words of the range coder
     if name == "longer-than-window":
-        assert c.meta["coding"]["n_tokens"] + 1 > 3 * WINDOW  # several windows, so several restarts
+        assert c.entry["n_tokens"] + 1 > 3 * WINDOW  # several windows, so several restarts
 
 
 def test_stream_layout_counts(packed):
@@ -69,7 +62,7 @@ def test_stream_layout_counts(packed):
     assert packed["empty"].n_symbols == 1 and packed["empty"].coded_bits == 32
     assert packed["one-byte"].n_symbols == 2  # "x" is one GPT-2 token, plus EOS
     ascii_ = packed["ascii"]
-    assert ascii_.n_symbols == ascii_.meta["coding"]["n_tokens"] + 1
+    assert ascii_.n_symbols == ascii_.entry["n_tokens"] + 1
     assert ascii_.meta["coding"]["prefix_token_id"] == ascii_.meta["coding"]["eos_token_id"] == 50256
 
 
@@ -78,7 +71,7 @@ def test_other_policies_round_trip(tiny_loaded, first_token, end):
     data = DOCS["longer-than-window"][:80]
     c = compress_bytes(tiny_loaded, data, window=WINDOW, stride=5, first_token=first_token, end=end)
     assert decompress_bytes(c.blob, tiny_loaded).data == data
-    n = c.meta["coding"]["n_tokens"]
+    n = c.entry["n_tokens"]
     assert c.n_symbols == n + (end == "eos")  # under both policies: every text token, plus EOS
     assert abs(c.coded_bits - c.ideal_bits) <= 64 + 1e-3 * c.ideal_bits
     # empty documents under these policies: nothing or one symbol is coded
@@ -90,11 +83,22 @@ def test_other_policies_round_trip(tiny_loaded, first_token, end):
 def test_uniform_bytes_is_exactly_8_bits_per_byte_plus_header():
     for data in (b"", b"a", DOCS["chinese-emoji"], DOCS["invalid-utf8"]):
         c = compress_bytes("uniform-bytes", data)
-        meta_len = struct.unpack_from("<I", c.blob, 10)[0]
-        assert c.header_bytes == FIXED_HEADER_BYTES + meta_len
+        header_len = struct.unpack_from("<I", c.blob, 10)[0]
+        assert c.header_bytes == FIXED_HEADER_BYTES + header_len + unpack(c.blob).header["index_bytes"]
         assert len(c.blob) == c.header_bytes + len(data)  # payload = 8 bits per byte, exactly
         assert c.coded_bits == c.ideal_bits == 8 * len(data)
         assert decompress_bytes(c.blob).data == data
+
+
+def repack(blob, *, header=None, entries=None, plan=None):
+    """The container with its header, entries or plan replaced, and every checksum recomputed (a forgery)."""
+    c = unpack(blob)
+    payloads = [c.payload(i) for i in range(len(c.entries))]
+    derived = ("index_bytes", "index_crc32", "index_sha256", "payload_bytes")
+    h = header if header is not None else {k: v for k, v in c.header.items() if k not in derived}
+    e = entries if entries is not None else [
+        {k: v for k, v in x.items() if k not in ("offset", "payload_bytes", "payload_crc32")} for x in c.entries]
+    return pack(h, e, payloads, plan if plan is not None else c.plan)
 
 
 def test_wrong_model_is_refused(tmp_path, packed):
@@ -108,42 +112,55 @@ def test_wrong_model_is_refused(tmp_path, packed):
     with pytest.raises(ModelMismatchError, match="needs that model"):
         decompress_bytes(packed["ascii"].blob, "uniform-bytes")
     # Forge the header so that the identity check passes: the decoded bytes are then caught by the checksum.
-    c = unpack(packed["ascii"].blob)
-    meta = {k: v for k, v in c.meta.items() if not k.startswith("payload_")}
-    meta["model"] = {**meta["model"], "sha256": other.sha256}
+    header = {k: v for k, v in unpack(packed["ascii"].blob).header.items() if not k.startswith(("index_", "payload"))}
+    forged = repack(packed["ascii"].blob, header={**header, "model": {**header["model"], "sha256": other.sha256}})
     with pytest.raises(DecodeMismatchError, match="does not (end with EOS|match the original)"):
-        decompress_bytes(pack(meta, c.payload), other)
+        decompress_bytes(forged, other)
 
 
 def test_wrong_tokenizer_or_settings_are_refused(tiny_loaded, packed):
-    c = unpack(packed["ascii"].blob)
-    meta = {k: v for k, v in c.meta.items() if not k.startswith("payload_")}
-    forged = {**meta, "model": {**meta["model"], "tokenizer_sha256": "0" * 64}}
+    blob = packed["ascii"].blob
+    header = {k: v for k, v in unpack(blob).header.items() if not k.startswith(("index_", "payload"))}
+    forged = {**header, "model": {**header["model"], "tokenizer_sha256": "0" * 64}}
     with pytest.raises(ModelMismatchError, match="tokenizer sha256"):
-        decompress_bytes(pack(forged, c.payload), tiny_loaded)
-    forged = {**meta, "coding": {**meta["coding"], "prefix_token_id": 0}}
+        decompress_bytes(repack(blob, header=forged), tiny_loaded)
+    forged = {**header, "coding": {**header["coding"], "prefix_token_id": 0}}
     with pytest.raises(ModelMismatchError, match="BOS/EOS ids"):
-        decompress_bytes(pack(forged, c.payload), tiny_loaded)
+        decompress_bytes(repack(blob, header=forged), tiny_loaded)
+    forged = {**header, "coding": {**header["coding"], "rows": "float64-numpy"}}
+    with pytest.raises(CorruptFileError, match="rows computed as 'float64-numpy'"):
+        decompress_bytes(repack(blob, header=forged), tiny_loaded)
 
 
 def test_corrupted_files_are_refused(tiny_loaded, packed):
     blob = packed["longer-than-window"].blob
-    header = packed["longer-than-window"].header_bytes
+    c = unpack(blob)
+    header_end = FIXED_HEADER_BYTES + struct.unpack_from("<I", blob, 10)[0]
 
     def flip(i: int) -> bytes:
         return blob[:i] + bytes([blob[i] ^ 0x01]) + blob[i + 1:]
 
-    cases = [(flip(0), "bad magic"), (flip(9), "format version"), (flip(30), "CRC-32"),
-             (flip(len(blob) - 1), "corrupted payload"), (blob[:-4], "truncated"), (blob[:10], "bad magic"),
-             (b"", "bad magic"), (blob[:header - 5], "truncated or corrupted header")]
-    for bad, message in cases:
-        with pytest.raises(CorruptFileError, match=message):
+    cases = [(flip(0), CorruptFileError, "bad magic"), (flip(9), CorruptFileError, "format version"),
+             (flip(30), CorruptFileError, "corrupted header"), (flip(header_end + 3), CorruptFileError,
+                                                               "corrupted index"),
+             (flip(len(blob) - 1), CorruptFileError, "corrupted payload"),
+             (blob[:-4], CorruptFileError, "truncated or extended"), (blob[:10], CorruptFileError, "bad magic"),
+             (b"", CorruptFileError, "bad magic"), (blob[:c.header_bytes - 5], CorruptFileError, "truncated"),
+             (blob + b"\0", CorruptFileError, "truncated or extended")]
+    for bad, error, message in cases:
+        with pytest.raises(error, match=message):
             decompress_bytes(bad, tiny_loaded)
-    # A header that passes its CRC but lacks a field decoding needs (forged or from another writer).
-    body = blob[FIXED_HEADER_BYTES:header].replace(b'"original_bytes":', b'"original_bytez":')
-    forged = MAGIC + struct.pack("<HII", 1, len(body), zlib.crc32(body)) + body + blob[header:]
+    # Version 1 (one float64 row per token, written before lockstep coding) is named, not misread.
+    with pytest.raises(CorruptFileError, match="format version 1 is not supported"):
+        decompress_bytes(blob[:8] + struct.pack("<H", 1) + blob[10:], tiny_loaded)
+    # An index that passes its checksums but lacks a field decoding needs (forged or from another writer).
+    entries = [{k: v for k, v in e.items() if k not in ("offset", "payload_bytes", "payload_crc32",
+                                                          "original_bytes")} for e in c.entries]
     with pytest.raises(CorruptFileError, match="lacks original_bytes"):
-        decompress_bytes(forged, tiny_loaded)
+        decompress_bytes(repack(blob, entries=entries), tiny_loaded)
+    # A plan that does not follow from the token counts.
+    with pytest.raises(CorruptFileError, match="batch plan does not follow"):
+        decompress_bytes(repack(blob, plan={"chunks": []}), tiny_loaded)
     assert issubclass(CorruptFileError, InputError)  # exit code 2 at the CLI
 
 
@@ -195,9 +212,10 @@ def test_cli_compress_decompress(tmp_path, tiny_model_dir, capsys):
     out = capsys.readouterr()
     assert "method model" in out.out and "tokens/s" in out.err
     packed = tmp_path / "doc.bin.mdlz"
-    meta = unpack(packed.read_bytes()).meta  # the header pins the model and the settings it was coded with
-    assert meta["model"]["sha256"] == identify_model(str(tiny_model_dir)).weights_sha256
-    assert (meta["coding"]["window"], meta["coding"]["stride"], meta["method"]) == (32, 16, "model")
+    c = unpack(packed.read_bytes())  # the header pins the model and the settings it was coded with
+    assert c.header["kind"] == "file" and c.entries[0]["method"] == "model"
+    assert c.header["model"]["sha256"] == identify_model(str(tiny_model_dir)).weights_sha256
+    assert (c.header["coding"]["window"], c.header["coding"]["stride"]) == (32, 16)
     with pytest.raises(InputError, match="exists"):
         _run(cli_compress, [str(src), "--model", "uniform-bytes"])
     restored = tmp_path / "restored.bin"

@@ -27,7 +27,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "baselines": ("mdlbench.cli.baselines", "classical compressor baselines on a corpus"),
     "prequential": ("mdlbench.cli.prequential", "prequential (online) MDL of a corpus under a learning model"),
     "lens": ("mdlbench.cli.lens", "what each part of a model costs in bits: component codes, FFN activity, pruning"),
-    "compress": ("mdlbench.cli.compress", "compress a file with a model and a range coder (.mdlz)"),
+    "compress": ("mdlbench.cli.compress", "compress a file or a corpus with a model and a range coder (.mdlz)"),
     "decompress": ("mdlbench.cli.decompress", "decompress a .mdlz file"),
     "report": ("mdlbench.cli.report", "Markdown/HTML report with figures from a results folder"),
     "compare": ("mdlbench.cli.compare", "paired bits/byte difference of two runs on the same documents"),

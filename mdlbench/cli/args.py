@@ -43,6 +43,12 @@ def add_corpus_args(parser: argparse.ArgumentParser, *, repeatable: bool, defaul
             help=f"repeatable: {CORPUS_HELP} (default: {default})")
     else:
         add("--corpus", "-c", default=default, metavar="SPEC", help=f"{CORPUS_HELP} (default: {default})")
+    add_corpus_reading_args(parser)
+
+
+def add_corpus_reading_args(parser: argparse.ArgumentParser) -> None:
+    """How to read a corpus: fields, revision, data files, selection, invalid UTF-8."""
+    add = parser.add_argument
     add("--text-field", default="text", help="text field of jsonl/parquet/hf records (default: text)")
     add("--id-field", default=None, help="id field (default: numbered records)")
     add("--corpus-revision", help="dataset revision (commit sha) for hf: corpora")

@@ -54,8 +54,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--two-part", help="parameter codes for two-part MDL, comma-separated: naive, checkpoint(-zstd), "
         "gguf-file, quantized (re-scores the corpus per width), or 'none' (default: naive, gguf-file, and "
         "checkpoint-zstd for models up to 16M parameters)")
-    add("--verify-coding", type=non_negative_int, default=0, metavar="N",
-        help="compress and decompress the first N documents with a real range coder (the coding table)")
+    add("--verify-coding", type=_verify_count, default=0, metavar="N|all",
+        help="compress and decompress the first N documents (or all) with a real range coder, in lockstep "
+             "batches (the coding table)")
     add("--prequential", action="store_true", help="also compute prequential MDL of each corpus")
     add("--prequential-seeds", default="0,1,2", help="seeds (orders and initializations) for --prequential")
     add("--prequential-arch", help="transformers config JSON of the prequential model (default: a small GPT-2)")
@@ -110,6 +111,11 @@ def options_from_args(args: argparse.Namespace) -> RunOptions:
 def _batch_size(text: str) -> int | str:
     """'auto', else a positive int."""
     return "auto" if text == "auto" else positive_int(text)
+
+
+def _verify_count(text: str) -> int | str:
+    """'all', else a number of documents >= 0."""
+    return "all" if text == "all" else non_negative_int(text)
 
 
 def _from_job(args: argparse.Namespace, parser_defaults: dict) -> tuple[list[str], list[str], list[RunOptions], Path]:

@@ -232,8 +232,8 @@ def _add_extras(plan: PlannedRun, outcome: RunOutcome, corpus: Corpus, options: 
         refs = baselines.result(corpus, outcome.corpus_sha256)
         tables.commit(out_dir, extras.two_part_partitions(plan, corpus, outcome.summary, todo, refs,
                                                           options.checkpoint_docs, out_dir))
-    if options.verify_coding > 0 and (options.force or extras.coding_missing(out_dir, plan.run_id,
-                                                                             options.verify_coding)):
+    if options.verify_coding and (options.force or extras.coding_missing(out_dir, plan.run_id,
+                                                                         options.verify_coding)):
         log(f"real coding of {options.verify_coding} document(s) of {corpus.name} with {outcome.model} ...")
         tables.commit(out_dir, extras.coding_partition(plan, corpus, options.verify_coding))
     if options.lens and (options.force or extras.lens_missing(out_dir, plan.run_id, True)):

@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pandas as pd
 import pyarrow as pa
@@ -72,7 +72,13 @@ def lens_missing(out_dir: Path, run_id: str, lens: bool) -> bool:
     return lens and not tables.partition_exists(out_dir, "component_codes", run_id)
 
 
-def coding_missing(out_dir: Path, run_id: str, n_docs: int) -> bool:
+def coding_missing(out_dir: Path, run_id: str, n_docs: int | Literal["all"]) -> bool:
+    """Whether the ``coding`` partition holds fewer rows than requested ("all": the run's documents)."""
+    if n_docs == "all":
+        summary = _stored(out_dir, "summary", run_id)
+        if not len(summary):
+            return True
+        n_docs = int(summary["n_docs"].iloc[0])
     return n_docs > 0 and len(_stored(out_dir, "coding", run_id)) < n_docs
 
 
@@ -108,12 +114,14 @@ def two_part_partitions(plan: PlannedRun, corpus: Corpus, summary: dict[str, Any
                                                                    [{**names, **r} for r in vs])}
 
 
-def coding_partition(plan: PlannedRun, corpus: Corpus, n_docs: int) -> dict[tuple[str, str], Any]:
-    """Compress and decompress the first n_docs documents with a real range coder; the ``coding`` table."""
+def coding_partition(plan: PlannedRun, corpus: Corpus, n_docs: int | Literal["all"]) -> dict[tuple[str, str], Any]:
+    """Compress the first n_docs documents (or "all") into one lockstep archive and decompress it with a real range
+    coder; the ``coding`` table."""
     from mdlbench.coding.coder import coding_table, verify_coding
 
     assert plan.loaded is not None, "real coding needs a model"
-    docs = [d for _, d in zip(range(n_docs), corpus.documents(), strict=False)]
+    docs = list(corpus.documents()) if n_docs == "all" else [
+        d for _, d in zip(range(n_docs), corpus.documents(), strict=False)]
     settings: Any = plan.scorer
     rows = verify_coding(plan.loaded, docs, window=settings.window, stride=settings.stride,
                          first_token=settings.settings.first_token, end=settings.settings.end)

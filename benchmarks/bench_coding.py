@@ -4,9 +4,9 @@
 
 Paths, each in its own subprocess of this script (``--tool``), on the same documents of the packaged sample:
 
-* ``old``: ``mdlbench.coding.compress_bytes`` / ``decompress_bytes`` document by document, imported from a
-  ``git worktree`` of commit d028630 (created under ``--cache-dir``; nothing of it is copied here): one forward per
-  token, one float64 row per symbol. Its rate does not depend on how many documents there are (batch 1), so it
+* ``old``: ``mdlbench.coding.compress_bytes`` / ``decompress_bytes`` document by document, imported from the files
+  of commit d028630 (``git archive`` into ``--cache-dir``; nothing of it is copied here): one forward per token, one
+  float64 row per symbol. Its rate does not depend on how many documents there are (batch 1), so it
   runs on a prefix of the documents (``--old-max-bytes``) to keep the benchmark short.
 * ``new``: ``mdlbench.coding.archive.compress_documents`` into one archive, then ``decode_archive``, from this
   checkout: B documents side by side (``--batch-size``, default the CPU auto size). The sample has 71 documents
@@ -97,7 +97,7 @@ def _row_seconds(fn: Any, shape: tuple[int, int]) -> float:
 
 
 def child_old(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
-    """Today's path, imported from the d028630 worktree (PYTHONPATH points there)."""
+    """Today's path, imported from the files of d028630 (PYTHONPATH points there)."""
     from mdlbench.coding import compress_bytes, decompress_bytes
     from mdlbench.coding.coder import _probability_row
 
@@ -179,13 +179,15 @@ def child_main(args: argparse.Namespace) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # Parent: models, documents, subprocesses, baselines, the table
 # ---------------------------------------------------------------------------------------------------------------
-def old_worktree(cache: Path) -> Path:
-    """A detached git worktree of OLD_COMMIT (created once)."""
+def old_checkout(cache: Path) -> Path:
+    """The files of OLD_COMMIT, exported once with ``git archive`` (read-only use of the repository: no worktree is
+    registered in it)."""
     path = cache / f"mdlbench-{OLD_COMMIT}"
     if not (path / "mdlbench" / "coding" / "coder.py").is_file():
-        cache.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["git", "-C", str(ROOT), "worktree", "add", "--detach", str(path), OLD_COMMIT], check=True,
-                       capture_output=True)
+        path.mkdir(parents=True, exist_ok=True)
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", "--format=tar", OLD_COMMIT], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", str(path)], input=archive, check=True, capture_output=True)
     return path
 
 
@@ -236,7 +238,7 @@ def run_child(tool: str, model_dir: Path, docs: list[str], args: argparse.Namesp
     docs_file.write_text(json.dumps(docs), "utf-8")
     result = work / f"{tool}-result.json"
     result.unlink(missing_ok=True)
-    env = {**os.environ, "PYTHONPATH": str(old_worktree(Path(args.cache_dir)) if tool == "old" else ROOT)}
+    env = {**os.environ, "PYTHONPATH": str(old_checkout(Path(args.cache_dir)) if tool == "old" else ROOT)}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--tool", tool, "--model-dir", str(model_dir),
            "--docs", str(docs_file), "--result", str(result), "--threads", str(threads),
            "--window", str(WINDOW), "--batch-size", str(args.batch_size)]

@@ -23,7 +23,10 @@ The layout follows the flow of a run: corpora -> scoring -> code lengths -> tabl
                      grid of prequential runs), driver.py
     baselines/       classical compressors on the same bytes (compressors.py registry, run.py measurement)
     prequential/     prequential MDL: schedule.py (PURE), estimators.py, vocab.py, results.py, driver.py
-    coding/          real range coding (coder.py) and the .mdlz container (container.py)
+    coding/          real range coding: plan.py (PURE lockstep batch plan), lockstep.py (batched rows, one range
+                     coder per document), identity.py (what a file records, the checks), container.py (.mdlz),
+                     archive.py (chunks, resume, extraction), coder.py (one file; `--verify-coding`),
+                     commands.py (`compress`/`decompress`)
     report/          Markdown/HTML reports and figures, from the tables alone
     cli/             one module per subcommand (imported only when it runs), shared argument groups, formatting
 """

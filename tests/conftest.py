@@ -127,6 +127,20 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
                               capture_output=True, text=True, timeout=120)
 
 
+def repack(blob: bytes, *, header=None, entries=None, plan=None) -> bytes:
+    """A .mdlz container with its header, index entries or plan replaced and every checksum recomputed (a forgery
+    that passes the container's own checks, so that what decoding checks next is tested)."""
+    from mdlbench.coding.container import pack, unpack
+
+    c = unpack(blob)
+    payloads = [c.payload(i) for i in range(len(c.entries))]
+    derived = ("index_bytes", "index_crc32", "index_sha256", "payload_bytes")
+    h = header if header is not None else {k: v for k, v in c.header.items() if k not in derived}
+    e = entries if entries is not None else [
+        {k: v for k, v in x.items() if k not in ("offset", "payload_bytes", "payload_crc32")} for x in c.entries]
+    return pack(h, e, payloads, plan if plan is not None else c.plan)
+
+
 def table_after(md: str, heading: str) -> list[dict[str, str]]:
     """The first Markdown table after a heading of a report, as dicts keyed by the header."""
     lines = md.splitlines()

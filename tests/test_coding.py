@@ -11,10 +11,10 @@ import math
 import struct
 
 import pytest
-from conftest import build_tiny_gpt2
+from conftest import build_tiny_gpt2, repack
 
 from mdlbench.coding.coder import coding_table, compress_bytes, decompress_bytes, verify_coding
-from mdlbench.coding.container import FIXED_HEADER_BYTES, CorruptFileError, pack, unpack
+from mdlbench.coding.container import FIXED_HEADER_BYTES, CorruptFileError, unpack
 from mdlbench.coding.identity import DecodeMismatchError, ModelMismatchError
 from mdlbench.corpora import Document
 from mdlbench.errors import InputError
@@ -88,17 +88,6 @@ def test_uniform_bytes_is_exactly_8_bits_per_byte_plus_header():
         assert len(c.blob) == c.header_bytes + len(data)  # payload = 8 bits per byte, exactly
         assert c.coded_bits == c.ideal_bits == 8 * len(data)
         assert decompress_bytes(c.blob).data == data
-
-
-def repack(blob, *, header=None, entries=None, plan=None):
-    """The container with its header, entries or plan replaced, and every checksum recomputed (a forgery)."""
-    c = unpack(blob)
-    payloads = [c.payload(i) for i in range(len(c.entries))]
-    derived = ("index_bytes", "index_crc32", "index_sha256", "payload_bytes")
-    h = header if header is not None else {k: v for k, v in c.header.items() if k not in derived}
-    e = entries if entries is not None else [
-        {k: v for k, v in x.items() if k not in ("offset", "payload_bytes", "payload_crc32")} for x in c.entries]
-    return pack(h, e, payloads, plan if plan is not None else c.plan)
 
 
 def test_wrong_model_is_refused(tmp_path, packed):

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import build_tiny_gpt2, run_cli
+from conftest import build_tiny_gpt2, repack, run_cli
 
 from mdlbench import tables
 
@@ -297,7 +297,7 @@ def test_sigint_and_sigterm_at_any_moment_end_cleanly_and_resume(tmp_path, tiny_
 
 
 def test_decompress_loads_only_the_model_that_compressed_the_file(tmp_path, tiny_model_dir):
-    from mdlbench.coding.container import pack, unpack
+    from mdlbench.coding.container import unpack
 
     model = tmp_path / "model"
     shutil.copytree(tiny_model_dir, model)
@@ -311,11 +311,10 @@ def test_decompress_loads_only_the_model_that_compressed_the_file(tmp_path, tiny
     code, _, err = run_cli("decompress", packed, "-o", tmp_path / "bad.txt", "--quiet")
     assert code == 2 and "not the" in _one_error_line(err) and not (tmp_path / "bad.txt").exists()
     # A file that names a hub id: refused without --model, before anything is fetched or loaded.
-    container = unpack(packed.read_bytes())
-    meta = {k: v for k, v in container.meta.items() if k not in ("payload_bytes", "payload_sha256")}
-    meta["model"] = {**meta["model"], "spec": "some-org/some-model", "format": "hub"}
+    header = {k: v for k, v in unpack(packed.read_bytes()).header.items() if not k.startswith(("index_", "payload"))}
+    header["model"] = {**header["model"], "spec": "some-org/some-model", "format": "hub"}
     forged = tmp_path / "hub.mdlz"
-    forged.write_bytes(pack(meta, container.payload))
+    forged.write_bytes(repack(packed.read_bytes(), header=header))
     code, _, err = run_cli("decompress", forged, "-o", tmp_path / "hub.txt", "--quiet")
     assert code == 2 and "pass --model" in _one_error_line(err) and not (tmp_path / "hub.txt").exists()
 

@@ -156,6 +156,7 @@ def compress(req: CompressRequest, out: TextIO | None = None, err: TextIO | None
     """Validate everything, then code (see the module docstring); one summary line on ``out``."""
     out, err = out or sys.stdout, err or sys.stderr
     single = is_single_file(req.input, req.as_)
+    total_docs: int | None = 1
     if single:
         used = [f"--{k.replace('_', '-')}" for k in CORPUS_OPTIONS if getattr(req, k) not in (None, "text")]
         if used:
@@ -170,6 +171,9 @@ def compress(req: CompressRequest, out: TextIO | None = None, err: TextIO | None
         corpus = open_corpus(req.input, text_field=req.text_field, id_field=req.id_field,
                              revision=req.corpus_revision, max_docs=req.max_docs, max_bytes=req.max_bytes,
                              errors=req.errors, data_files=req.data_files)  # type: ignore[arg-type]
+        # A local corpus is read once first, as `run` does: a bad record fails before anything is coded or written,
+        # and the progress knows the total.
+        total_docs = None if corpus.streamed else corpus.scan().n_docs
         output = req.output or Path(f"{corpus.name}{SUFFIX}")
     if output.exists() and not req.force:
         raise InputError(f"{output} exists; pass --force to overwrite it")
@@ -178,7 +182,7 @@ def compress(req: CompressRequest, out: TextIO | None = None, err: TextIO | None
     settings = None if isinstance(model, str) else resolve_settings(
         model, window=req.window, stride=req.stride, first_token=req.first_token, end=req.end)  # type: ignore[arg-type]
     batch = batch_settings(req.batch_size, model, settings.window if settings else None)
-    progress, on_chunk = chunk_progress("compress", req.progress, stream=err)
+    progress, on_chunk = chunk_progress("compress", req.progress, total_docs, err)
     start = time.perf_counter()
     if single:
         data = read_input(req.input)

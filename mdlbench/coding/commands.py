@@ -53,7 +53,6 @@ from mdlbench.progress import Progress
 
 RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
 CORPUS_OPTIONS = ("text_field", "id_field", "max_docs", "max_bytes", "data_files", "corpus_revision")
-CORPUS_DEFAULTS = {"text_field": "text", "errors": "strict"}
 
 
 def chunk_progress(label: str, mode: ProgressMode, total_docs: int | None = None,

@@ -282,6 +282,11 @@ def test_sigint_and_sigterm_at_any_moment_end_cleanly_and_resume(tmp_path, tiny_
         _, err = proc.communicate(timeout=60)
         if proc.returncode == 0:
             continue  # it finished before the signal came: nothing to check at this moment
+        if proc.returncode == -signum:
+            # The signal came while the interpreter was still starting, before mdlbench installed its handlers:
+            # the default action ended it before it could write anything.
+            _consistent(tmp_path / "out")
+            continue
         assert proc.returncode == 128 + signum, (signum, when, proc.returncode, err)
         assert time.perf_counter() - sent < 10 and "interrupted" in err and "Traceback" not in err
         interrupted += 1

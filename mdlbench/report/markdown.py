@@ -105,7 +105,8 @@ def leaderboard_table(rows: Sequence[LeaderRow], preq: Sequence[PrequentialRow],
 def _leaderboard_notes(rows: Sequence[LeaderRow], n_docs: int, n_bytes: int) -> Para:
     return Para(
         f"Bits/byte is Σ code length / Σ UTF-8 bytes over the {n_docs} documents ({n_bytes:,} bytes), sum-then-divide; "
-        "the 95% CI is the document bootstrap with the run's own resamples and seed (METHODS §7). Bits/token "
+        "the 95% CI is the percentile document bootstrap (documents resampled with replacement, never tokens) "
+        "with the run's own resamples and seed. Bits/token "
         "divides by the model's own tokens, so it is not comparable across tokenizers; bits/byte and bits/char are. "
         "The matched compressor is the best verified one coding each document alone (`per_document`), as the "
         "models do; `concatenated` codes the corpus as one stream (cross-document context the models do not get). "

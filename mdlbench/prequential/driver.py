@@ -221,8 +221,7 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
     config_json = canonical_json(resolved)
     run_id = prequential_run_id(config_json, data.sha256, seeds)
     if out_dir is not None and not force and tables.partition_exists(Path(out_dir), SUMMARY_TABLE, run_id):
-        existing = tables.read_table(Path(out_dir), SUMMARY_TABLE)
-        rows = existing[existing["run_id"] == run_id].drop(columns="run_id").to_dict("records")
+        rows = tables.read_partition(Path(out_dir), SUMMARY_TABLE, run_id).drop(columns="run_id").to_dict("records")
         if log:
             log(f"[prequential] run {run_id[:12]} is already complete in {out_dir}; reusing it (--force redoes)")
         return PrequentialRun(run_id, config_json, (), [], rows, aggregate_seeds(rows))

@@ -113,6 +113,5 @@ def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> d
 
 
 def read_summary(out_dir: Path, run_id: str) -> dict[str, Any]:
-    summary = tables.read_table(out_dir, "summary")
-    match = summary[summary["run_id"] == run_id]
+    match = tables.read_partition(out_dir, "summary", run_id)
     return match.iloc[0].to_dict() if len(match) else {}

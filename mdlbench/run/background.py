@@ -68,6 +68,8 @@ class BaselineRunner:
         self.out_dir = out_dir
         self.names = names
         self.futures: dict[str, Future | None] = {}  # None: every row was already stored
+        # Read once per corpus: a job over many models asks for the same rows once per model.
+        self.rows: dict[tuple[str, str], pd.DataFrame] = {}
         self.pool: ProcessPoolExecutor | None = None
 
     def start(self, corpus: Corpus, *, corpus_sha256: str | None = None) -> None:
@@ -92,11 +94,14 @@ class BaselineRunner:
         key = _key(corpus)
         if key not in self.futures:
             return pd.DataFrame()
-        future = self.futures[key]
-        if future is not None:
-            future.result()  # re-raises the child's error
-        df = tables.read_table(self.out_dir, "baselines")
-        return df[(df["corpus_sha256"] == corpus_sha256) & df["compressor"].isin(self.names)]
+        if (key, corpus_sha256) not in self.rows:
+            future = self.futures[key]
+            if future is not None:
+                future.result()  # re-raises the child's error
+            df = tables.read_table(self.out_dir, "baselines")
+            keep = (df["corpus_sha256"] == corpus_sha256) & df["compressor"].isin(self.names)
+            self.rows[key, corpus_sha256] = df[keep]
+        return self.rows[key, corpus_sha256]
 
     def terminate(self) -> None:
         """Stop the child now (an interrupt or a failure): its rows are committed atomically or not at all."""

@@ -393,8 +393,7 @@ def _attach_comparisons(outcomes: list[RunOutcome], corpora: Sequence[Corpus],
             best = best_verified(refs, mode)
             o.extras[key] = None if best is None else (str(best["compressor"]), float(best["bits_per_byte"]))
         if tables.partition_exists(out_dir, "two_part", o.run_id):
-            tp = tables.read_table(out_dir, "two_part")
-            o.extras["two_part"] = tp[tp["run_id"] == o.run_id]
+            o.extras["two_part"] = tables.read_partition(out_dir, "two_part", o.run_id)
     if prequential is not None:
         from mdlbench.prequential.driver import run_prequential_for_corpus
 

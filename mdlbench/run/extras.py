@@ -41,8 +41,7 @@ def corpus_data_bits(scorer: Scorer, corpus: Corpus, chunk_docs: int) -> float:
 def _stored(out_dir: Path, table: str, run_id: str) -> pd.DataFrame:
     if not tables.partition_exists(out_dir, table, run_id):
         return pd.DataFrame()
-    df = tables.read_table(out_dir, table)
-    return df[df["run_id"] == run_id].drop(columns="run_id")
+    return tables.read_partition(out_dir, table, run_id).drop(columns="run_id")
 
 
 def missing_two_part(out_dir: Path, run_id: str, requested: Sequence[str], model_format: str) -> list[str]:

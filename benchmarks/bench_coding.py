@@ -268,7 +268,7 @@ def classical(docs: list[str]) -> dict[str, Any]:
 def model_cost_bytes(name: str, model_dir: Path) -> tuple[str, int]:
     """The model's part of a two-part code: fp32 parameters (tiny) or the GGUF file (SmolLM2)."""
     if name == "smollm2":
-        from mdlbench.scoring.models import default_model_location
+        from mdlbench.scoring.identity import default_model_location
 
         gguf = default_model_location()
         return "gguf-file", gguf.stat().st_size if gguf else 0

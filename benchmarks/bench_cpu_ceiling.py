@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from mdlbench.scoring.base import ScoringSettings
+    from mdlbench.config import ScoringSettings
     from mdlbench.scoring.hf import HFScorer
     from mdlbench.scoring.models import load_model
 
@@ -71,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
     loaded = load_model(str(args.model_dir), device="cpu")
     model = loaded.model
     w = args.window
-    scorer = HFScorer(loaded, ScoringSettings(w, w, "uniform", "none", 1, False), w, w)
+    scorer = HFScorer(loaded, ScoringSettings(w, w, "uniform", "none", 1, False))
     # The first window of the first sample document long enough to fill one: real text, a full window.
     from mdlbench.corpora import open_corpus
 

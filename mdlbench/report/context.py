@@ -54,7 +54,10 @@ def context_section(res: Results, corpus: str, colors: dict[str, str], fig_dir: 
                     "by the run's own tokens, so compare it only within a tokenizer; bits/byte divides by the bytes of "
                     "those tokens (the EOS symbol has none). The `all` row sums the buckets: it is the run's code "
                     "length, exactly. One run per model: the one with the largest window (the others are in the "
-                    "window sweep)."),
+                    "window sweep). Only documents at least that long reach a long-context bucket, so where domains "
+                    "differ in length the all-documents curve also shows which documents are long"
+                    + ("; `--context-domains` draws one curve per domain." if not by_domain
+                       and (curve["domain"] != "").any() else ".")),
                Figure(f"{rel}/{path.name}", f"Bits per token (left) and per byte (right) against context length on "
                                             f"{corpus}, all documents; log₂ x at each bucket's first context length; "
                                             "the dashed line is uniform-bytes at 8 bits/byte.")]

@@ -11,6 +11,17 @@ EXIT_RUN_FAILED = 3  # a run failed while others completed
 EXIT_ENVIRONMENT = 4  # an OS error (disk full, permissions, read-only): nothing committed; a rerun resumes
 
 
+def first_line(exc: BaseException, limit: int = 200) -> str:
+    """A third-party exception as a phrase for a one-line error: its first line (or its type when it has no text),
+    cut at a word boundary within ``limit`` characters."""
+    text = str(exc).strip()
+    line = text.splitlines()[0] if text else type(exc).__name__
+    if len(line) <= limit:
+        return line
+    cut = line[:limit].rsplit(" ", 1)[0]
+    return f"{cut} …"
+
+
 class MdlbenchError(Exception):
     """A problem with the user's input or environment, with the fix in the message."""
 

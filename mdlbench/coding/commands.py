@@ -208,12 +208,12 @@ def compress(req: CompressRequest, out: TextIO | None = None, err: TextIO | None
                                     progress=on_chunk)
     progress.close()
     seconds = time.perf_counter() - start
-    _summary(req.input, output, packed, seconds, progress.done["tokens"], out, err)
+    _summary(req.input, output, packed, seconds, progress.done["tokens"], out, err, speed=req.progress)
     return packed
 
 
 def _summary(name: str, output: Path, packed: Compressed, seconds: float, symbols: int, out: TextIO,
-             err: TextIO) -> None:
+             err: TextIO, *, speed: ProgressMode) -> None:
     entries = packed.entries
     n_bytes = sum(int(e["original_bytes"]) for e in entries)
     payload = sum(int(e["payload_bytes"]) for e in entries)
@@ -232,12 +232,14 @@ def _summary(name: str, output: Path, packed: Compressed, seconds: float, symbol
           f"vs ideal {ideal:,.1f} bits (overhead {coded - ideal:+,.1f}); payload {bpb} bits/byte", file=out)
     if packed.resumed_chunks:
         print(f"compress: resumed after {packed.resumed_chunks} finished chunk(s)", file=err)
-    _speed("compress", symbols, seconds, err)
+    _speed("compress", symbols, seconds, err, speed)
 
 
-def _speed(label: str, symbols: int, seconds: float, err: TextIO) -> None:
-    rate = symbols / seconds if seconds > 0 else float("nan")
-    print(f"{label}: {symbols:,} symbols in {seconds:.2f} s ({rate:,.1f} tokens/s)", file=err)
+def _speed(label: str, symbols: int, seconds: float, err: TextIO, mode: ProgressMode) -> None:
+    """The coder's speed, for a person reading the console: not with --quiet/--progress none, not in json mode
+    (whose stderr is JSON lines only), and not when no symbol went through the model (raw bytes only)."""
+    if mode in ("auto", "bar") and symbols > 0 and seconds > 0:
+        print(f"{label}: {symbols:,} symbols in {seconds:.2f} s ({symbols / seconds:,.1f} tokens/s)", file=err)
 
 
 @dataclass(frozen=True)
@@ -357,7 +359,7 @@ def _decompress(req: DecompressRequest, c: Any, out: TextIO, err: TextIO) -> int
     raw = [e for e in c.entries if e.get("fallback_reason")]
     if not corpus and raw:
         print(f"note: the file holds raw bytes ({raw[0]['fallback_reason']})", file=err)
-    _speed("decompress", progress.done["tokens"], seconds, err)
+    _speed("decompress", progress.done["tokens"], seconds, err, req.progress)
     if failed:
         total = written + failed
         raise InputError(f"{failed} of {total} documents failed (see above)" + (

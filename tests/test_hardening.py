@@ -119,6 +119,19 @@ def test_a_bad_number_is_refused_from_a_flag_and_from_a_job_file(tmp_path, key, 
     assert not out.exists()
 
 
+@pytest.mark.parametrize("code,words", [("nosuch", "unknown parameter code 'nosuch'"),
+                                        ("quantized-9", "bad width in parameter code 'quantized-9'")])
+def test_a_bad_parameter_code_is_refused_before_scoring(tmp_path, tiny_model_dir, code, words):
+    """Parameter codes are computed after scoring; a bad name must still fail first, for any model."""
+    corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(i)) for i in range(2)])
+    out = tmp_path / "out"
+    for model in (tiny_model_dir, "uniform-bytes"):
+        exit_code, _, stderr = run_cli("run", "-m", model, "-c", corpus, "--two-part", code, "--baselines", "none",
+                                       "--out", out)
+        assert exit_code == 2 and words in _one_error_line(stderr) and "--two-part" in stderr
+        assert not out.exists()
+
+
 @pytest.mark.parametrize("corpus_lines,extra", [([], []), ([_line(_record(0))], ["--max-bytes", "3"])])
 def test_a_corpus_without_documents_is_refused(tmp_path, corpus_lines, extra):
     corpus = _jsonl(tmp_path / "c.jsonl", corpus_lines)

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mdlbench.codelength import BITS_PER_BYTE
+from mdlbench.errors import InputError
 
 if TYPE_CHECKING:
     import torch
@@ -194,6 +195,15 @@ def requested_codes(requested: Sequence[str] | None, n_params: int) -> list[str]
     if list(requested) == ["none"]:
         return []
     return [CODE_ALIASES.get(c, c) for c in requested]
+
+
+def check_codes(requested: Sequence[str] | None) -> None:
+    """Refuse an unknown parameter code or width before anything is scored, by the rules of ``expand_codes``."""
+    try:
+        expand_codes(requested_codes(requested, 0), storage_dtype_bits=32, quantized_bits=QUANTIZED_WIDTHS,
+                     has_gguf=True)
+    except ValueError as exc:
+        raise InputError(f"--two-part: {exc}") from None
 
 
 def expand_codes(codes: Sequence[str], *, storage_dtype_bits: int, quantized_bits: Sequence[int],

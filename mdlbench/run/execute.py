@@ -21,7 +21,7 @@ from mdlbench.config import UNIFORM_BYTES, CorpusEntry, ModelEntry, RunOptions
 from mdlbench.corpora import Corpus, open_corpus, split_name
 from mdlbench.errors import InputError, MdlbenchError
 from mdlbench.fsio import file_lock
-from mdlbench.mdl.two_part import requested_codes
+from mdlbench.mdl.two_part import check_codes, requested_codes
 from mdlbench.progress import Log, Progress
 from mdlbench.run import extras
 from mdlbench.run.assemble import finalize_run, now_utc, read_summary
@@ -323,6 +323,7 @@ def run_benchmark(model_specs: Sequence[str | ModelEntry], corpus_specs: Sequenc
     prequential = _prequential_inputs(options) if options.prequential else None
     leader_extras = dist.is_leader and shard.count == 1
     names = baseline_names(options.baselines) if leader_extras else []
+    check_codes(options.two_part)
     pairs = [Pair(slot, corpus) for slot in slots for corpus in corpora]
     for pair in pairs:
         pair.reused = _reusable(pair, options, out_dir, leader_extras)

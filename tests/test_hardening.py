@@ -163,6 +163,18 @@ def test_damaged_or_unsafe_weights_are_one_line_and_nothing_written(tmp_path, ti
         assert not out.exists(), name
 
 
+def test_a_model_folder_without_tokenizer_files_is_refused(tmp_path, tiny_model_dir):
+    """transformers builds an empty tokenizer for such a folder; every text would code as zero tokens."""
+    corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(i)) for i in range(2)])
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_model_dir, bare, ignore=shutil.ignore_patterns("tokenizer*", "vocab.json", "merges.txt",
+                                                                        "special_tokens_map.json"))
+    code, _, stderr = run_cli("run", "-m", bare, "-c", corpus, "--out", tmp_path / "out", "--quiet")
+    message = _one_error_line(stderr)
+    assert code == 2 and "tokenizer is empty" in message and str(bare) in message and "save_pretrained" in message
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_results_folder_must_be_a_folder(tmp_path):
     corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(0))])
     a_file = tmp_path / "file.txt"

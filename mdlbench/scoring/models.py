@@ -137,6 +137,7 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
     source = str(identity.path)
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, **kwargs)
+        _require_a_vocabulary(tokenizer, identity.spec)
         if identity.gguf_file is not None:
             # transformers' GGUF conversion falls back to GPT-2's split for names it does not know.
             rebuild(tokenizer, read_declared_cached(identity.gguf_file, identity.weights_sha256), identity.gguf_file)
@@ -153,6 +154,15 @@ def load_identified(identity: ModelIdentity, *, dtype: str = "float32", device: 
     if boundary is not None and boundary not in tokenizer.get_vocab():
         raise InputError(f"boundary token {boundary!r} is not in the tokenizer's vocabulary")
     return LoadedModel(identity, model, tokenizer, tokenizer_sha256(tokenizer), resolved_device, dtype)
+
+
+def _require_a_vocabulary(tokenizer: Any, spec: str) -> None:
+    """A folder without tokenizer files still loads (transformers builds an empty tokenizer from the model type),
+    and every text then encodes to no token at all: refuse it rather than score nothing as if it were a code."""
+    if len(tokenizer) < 2 or not tokenizer.encode("a b", add_special_tokens=False):
+        raise InputError(f"model {spec!r}: its tokenizer is empty ({len(tokenizer)} token(s); no tokenizer files such "
+                         "as tokenizer.json or vocab.json + merges.txt were found); save the tokenizer beside the "
+                         "weights (tokenizer.save_pretrained(FOLDER))")
 
 
 def load_model(spec: str, *, revision: str | None = None, dtype: str = "float32", device: str = "auto",

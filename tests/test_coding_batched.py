@@ -283,6 +283,25 @@ def test_cli_text_file_is_one_file_and_corpus_options_need_a_corpus(tmp_path):
     assert code == 2 and "invalid UTF-8 at byte offset 12" in _one_error(err)
 
 
+def test_an_output_that_cannot_be_a_file_is_refused_before_coding(tmp_path, tiny_model_dir):
+    txt = tmp_path / "book.txt"
+    txt.write_text("some text to code")
+    (tmp_path / "a-file").write_text("keep")
+    (tmp_path / "a-folder").mkdir()
+    for output, words in ((tmp_path / "a-file" / "x.mdlz", "is a file, not a folder"),
+                          (tmp_path / "a-folder", "is a folder"),
+                          (tmp_path / "missing" / "x.mdlz", "does not exist")):
+        code, _, err = run_cli("compress", txt, "-m", tiny_model_dir, "-o", output)
+        assert code == 2 and words in _one_error(err) and str(output) in _one_error(err)
+        assert "docs" not in err  # refused before the model coded anything: no progress line
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a-file", "a-folder", "book.txt"]
+    assert list((tmp_path / "a-folder").iterdir()) == []
+    packed = tmp_path / "book.mdlz"
+    assert run_cli("compress", txt, "-m", "uniform-bytes", "-o", packed, "--quiet")[0] == 0
+    code, _, err = run_cli("decompress", packed, "-o", tmp_path / "a-file" / "back.txt")
+    assert code == 2 and "is a file, not a folder" in _one_error(err)
+
+
 # -- resume after kill -9 ------------------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_kill_9_during_archive_compress_then_resume_is_identical(tmp_path, tiny_model_dir):

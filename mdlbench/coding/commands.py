@@ -17,6 +17,7 @@ decoding only its chunk.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import shutil
@@ -102,14 +103,30 @@ def read_input(spec: str) -> bytes:
         raise InputError(f"{spec}: cannot read ({exc.strerror})") from exc
 
 
+def check_target(path: Path, *, folder_ok: bool = False) -> None:
+    """Before anything is coded: the output can be written. A name that cannot be a file (a folder, or under a
+    file or a missing folder) is the user's input (exit 2); a folder that cannot be written to is an OS error
+    (exit 4, the CLI's one line), as when a write fails later."""
+    if path.is_dir() and not folder_ok:
+        raise InputError(f"-o {path}: is a folder; give a file name")
+    folder = path.parent
+    while folder_ok and not folder.exists() and folder.parent != folder:
+        folder = folder.parent  # an output folder is created with its parents
+    if not folder.exists():
+        raise InputError(f"-o {path}: the folder {folder} does not exist; create it or write elsewhere")
+    if not folder.is_dir():
+        raise InputError(f"-o {path}: {folder} is a file, not a folder")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(errno.EACCES, "cannot write here (no permission, or a read-only file system)",
+                              str(folder))
+
+
 def write_output(path: Path, data: bytes, force: bool) -> None:
-    """Write atomically (temporary file + rename); refuse to overwrite without --force."""
+    """Write atomically (temporary file + rename); refuse to overwrite without --force. An OSError (disk full)
+    reaches the CLI, which reports it in one line with exit 4."""
     if path.exists() and not force:
         raise InputError(f"{path} exists; pass --force to overwrite it")
-    try:
-        write_bytes_atomic(path, data)
-    except OSError as exc:
-        raise InputError(f"{path}: cannot write ({exc.strerror})") from exc
+    write_bytes_atomic(path, data)
 
 
 def _load(req: CompressRequest) -> CodingModel:
@@ -175,6 +192,7 @@ def compress(req: CompressRequest, out: TextIO | None = None, err: TextIO | None
         # and the progress knows the total.
         total_docs = None if corpus.streamed else corpus.scan().n_docs
         output = req.output or Path(f"{corpus.name}{SUFFIX}")
+    check_target(output)
     if output.exists() and not req.force:
         raise InputError(f"{output} exists; pass --force to overwrite it")
     set_threads(req.threads)
@@ -325,8 +343,11 @@ def _decompress(req: DecompressRequest, c: Any, out: TextIO, err: TextIO) -> int
     to_stdout = str(output) == "-"
     if not corpus and req.doc is None and len(c.entries) != 1:
         raise InputError(f"{req.input}: a file container with {len(c.entries)} documents (damaged)")
-    if not to_stdout and output.exists() and not req.force:
-        raise InputError(f"{output} exists; pass --force to overwrite it")
+    if not to_stdout:
+        folder_layout = corpus and req.doc is None and header.get("corpus", {}).get("layout") == "folder"
+        check_target(output, folder_ok=folder_layout)
+        if output.exists() and not req.force:
+            raise InputError(f"{output} exists; pass --force to overwrite it")
     wanted = {find_document(c, req.doc)} if req.doc is not None else None
     check_batch_size(c, req.batch_size)
     needs_model = any(e["method"] == "model" for i, e in enumerate(c.entries) if wanted is None or i in wanted)

@@ -6,6 +6,7 @@ The child re-opens the corpus from its spec (documents never cross the process b
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -106,10 +107,13 @@ class BaselineRunner:
     def terminate(self) -> None:
         """Stop the child now (an interrupt or a failure): its rows are committed atomically or not at all."""
         if self.pool is not None:
-            # concurrent.futures has no public way to stop a running task; its worker processes are kept here.
-            for process in list(getattr(self.pool, "_processes", {}).values()):
-                process.terminate()
-            self.pool.shutdown(wait=False, cancel_futures=True)
+            # Best effort, and never an error of its own: this runs while another exception (the one the user must
+            # see) is on its way out, and a pool whose child just died can raise BrokenPipeError on shutdown.
+            with contextlib.suppress(OSError):
+                # concurrent.futures has no public way to stop a running task; its worker processes are kept here.
+                for process in list(getattr(self.pool, "_processes", {}).values()):
+                    process.terminate()
+                self.pool.shutdown(wait=False, cancel_futures=True)
             self.pool = None
 
     def close(self) -> None:

@@ -14,7 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mdlbench.cli.args import add_corpus_args, add_out_arg, add_progress_args, corpus_kwargs, names, results_dir
-from mdlbench.cli.fmt import format_table
+from mdlbench.cli.fmt import fit_line, format_notes, format_table
 from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
 
 
@@ -66,16 +66,21 @@ def main(args: argparse.Namespace) -> int:
     progress.close()
 
     header = ("compressor", "mode", "n_bytes", "compressed_bytes", "bits_per_byte", "MB/s", "verified", "status")
-    rows = []
+    rows, skipped = [], {}
     for r in df.itertuples(index=False):
-        if r.status == "skipped":
-            rows.append((r.compressor, r.mode, "—", "—", "—", "—", "—", f"skipped: {r.note}"))
+        if r.status == "skipped":  # the reason is a sentence: a note under the table, not a column
+            rows.append((r.compressor, r.mode, "—", "—", "—", "—", "—", "skipped"))
+            skipped.setdefault((r.compressor, f"skipped: {r.note}"), []).append(r.mode)
             continue
         speed = r.n_bytes / r.compress_seconds / 1e6 if r.compress_seconds > 0 else float("nan")
         rows.append((r.compressor, r.mode, int(r.n_bytes), int(r.compressed_bytes), float(r.bits_per_byte),
                      float(speed), "yes" if r.roundtrip_verified else "NO", r.status))
-    print(f"corpus {corpus.name} (sha256 {corpus_sha256[:12]}), table {Path(out) / 'baselines'}")
+    print(fit_line(f"corpus {corpus.name} (sha256 {corpus_sha256[:12]}), table {Path(out) / 'baselines'}"))
     print(format_table(header, rows))
+    if skipped:
+        modes_of = df.groupby("compressor")["mode"].apply(set).to_dict()
+        print(format_notes([(c if set(modes) == modes_of[c] else f"{c} ({', '.join(modes)})", note)
+                            for (c, note), modes in skipped.items()]))
     failed = df[(df["status"] != "skipped") & ~df["roundtrip_verified"].fillna(False)]
     for r in failed.drop_duplicates("compressor").itertuples(index=False):
         print(f"warning: {r.compressor}: round trip not verified ({r.roundtrip_error}); do not rely on its sizes",

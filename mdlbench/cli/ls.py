@@ -42,7 +42,7 @@ def main(args: argparse.Namespace) -> int:
     for r in merged.sort_values("finished_at").itertuples():
         damaged = health.get(r.run_id, [])
         status = f"damaged ({', '.join(damaged)})" if damaged else "complete"
-        rows.append([r.run_id, str(r.model)[:40], r.corpus, status,
+        rows.append([r.run_id, str(r.model), r.corpus, status,
                      int(r.n_docs) if r.n_docs == r.n_docs else 0, float(r.bits_per_byte), r.finished_at])
         listed.add(r.run_id)
     for run_id, damaged in health.items():  # damaged beyond reading its own row
@@ -58,7 +58,7 @@ def main(args: argparse.Namespace) -> int:
         damaged = health.get(str(run_id), [])
         status = f"damaged ({', '.join(damaged)})" if damaged else (
             f"prequential {first['estimator']}, {len(seeds)} seed{'s' * (len(seeds) != 1)}")
-        rows.append([str(run_id), str(first["model"])[:40], first["corpus"], status, int(first["n_documents"]), bpb,
+        rows.append([str(run_id), str(first["model"]), first["corpus"], status, int(first["n_documents"]), bpb,
                      ""])
         listed.add(str(run_id))
     for state, meta in runs_in_progress(folder):
@@ -68,10 +68,11 @@ def main(args: argparse.Namespace) -> int:
         markers = state.shard_markers()
         status = "running" if is_busy(state) else (
             f"awaiting merge ({len(markers)} shards done)" if markers else "incomplete (resumable)")
-        rows.append([state.run_id, str(meta.get("run_row", {}).get("model", "?"))[:40], meta.get("corpus", "?"),
+        rows.append([state.run_id, str(meta.get("run_row", {}).get("model", "?")), meta.get("corpus", "?"),
                      f"{status}, {chunks} chunks", 0, float("nan"), meta.get("started_at", "")])
     if not rows:
         print(f"{folder}: no runs")
         return 0
-    print(format_table(["run_id", "model", "corpus", "status", "docs", "bits/byte", "when"], rows))
+    print(format_table(["run_id", "model", "corpus", "status", "docs", "bits/byte", "when"], rows,
+                       shrink=("model", "corpus")))
     return 0

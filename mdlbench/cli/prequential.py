@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from mdlbench.cli.args import add_corpus_args, add_out_arg, add_progress_args, corpus_kwargs, results_dir
-from mdlbench.cli.fmt import format_table
+from mdlbench.cli.fmt import fit_line, format_table
 from mdlbench.config import DEFAULT_CORPUS
 from mdlbench.errors import InputError
 
@@ -91,20 +91,20 @@ def main(args: argparse.Namespace) -> int:
     header = ["seed", "estimator", "mode", "n_tokens", "n_bytes", "prequential_bits", "bits_per_byte",
               "uniform_bits", "final_model_data_bits", "model_information_bits", "program_bits"]
     n_docs = run.summary_rows[0]["n_documents"] if run.summary_rows else 0
-    print(f"prequential run {run.run_id} on {corpus.name} ({n_docs} documents) -> {out}")
+    print(fit_line(f"prequential run {run.run_id} on {corpus.name} ({n_docs} documents) -> {out}"))
     print(format_table(header, [[r[h] for h in header] for r in run.summary_rows]))
     for row in run.summary_rows[:1]:
         if row.get("conditional_on"):
             total = row["prequential_bits"] + row["checkpoint_param_bits"]
-            print(f"conditional on {row['conditional_on']}: sending that checkpoint costs "
-                  f"{row['checkpoint_param_bits']:,.0f} bits ({row['checkpoint_param_code']}, "
-                  f"{row['checkpoint_n_params']:,} parameters); seed {row['seed']} with it: "
-                  f"{total / row['n_bytes']:.4f} bits/byte unconditionally")
+            print(fit_line(f"conditional on {row['conditional_on']}: sending that checkpoint costs "
+                           f"{row['checkpoint_param_bits']:,.0f} bits ({row['checkpoint_param_code']}, "
+                           f"{row['checkpoint_n_params']:,} parameters); seed {row['seed']} with it: "
+                           f"{total / row['n_bytes']:.4f} bits/byte unconditionally"))
     for agg in run.aggregate:
-        print(f"{agg['estimator']}/{agg['mode']} over {agg['n_seeds']} seed(s): "
-              f"L_preq = {_mean_sd(agg, 'prequential_bits', ',.1f')} bits, "
-              f"{_mean_sd(agg, 'bits_per_byte', '.4f')} bits/byte; "
-              f"model information {_mean_sd(agg, 'model_information_bits', ',.1f')} bits (mean ± sd)")
+        print(fit_line(f"{agg['estimator']}/{agg['mode']} over {agg['n_seeds']} seed(s): "
+                       f"L_preq = {_mean_sd(agg, 'prequential_bits', ',.1f')} bits, "
+                       f"{_mean_sd(agg, 'bits_per_byte', '.4f')} bits/byte; "
+                       f"model information {_mean_sd(agg, 'model_information_bits', ',.1f')} bits (mean ± sd)"))
     return 0
 
 

@@ -26,7 +26,7 @@ from mdlbench.cli.args import (
     positive_int,
     results_dir,
 )
-from mdlbench.cli.fmt import describe_two_part, fmt_bytes, format_table, wrap_lines
+from mdlbench.cli.fmt import describe_two_part, fit_line, fmt_bytes, format_table, wrap_lines
 from mdlbench.config import DEFAULT_CORPUS, DEFAULT_MODELS, RUN_DEFAULT_CORPUS, RunOptions, default_out_dir
 from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
 
@@ -155,7 +155,8 @@ def main(args: argparse.Namespace) -> int:
         variants, results = [options_from_args(args)], results_dir(args)
     first_run_here = not (Path(results) / "runs").exists()
     dist = from_env()
-    outcomes = [o for options in variants for o in run_benchmark(models, corpora, options, results, dist=dist)]
+    outcomes = [o for options in variants for o in run_benchmark(models, corpora, options, results, log=_log,
+                                                                 dist=dist)]
     if not dist.is_leader:
         return _exit_code(outcomes)
     if args.json:
@@ -175,6 +176,11 @@ def _exit_code(outcomes: list[RunOutcome]) -> int:
     return EXIT_RUN_FAILED
 
 
+def _log(message: str) -> None:
+    """The run's progress messages on stderr, wrapped to the console like the summary."""
+    print(fit_line(message), file=sys.stderr)
+
+
 def print_summary(outcomes: list[RunOutcome], out_dir: Path, *, explain: bool = False) -> None:
     """The console summary, at most CONSOLE_WIDTH columns wide; the note on reading two-part codes only when asked
     (``--explain``) or on the first run into a results folder."""
@@ -182,29 +188,30 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path, *, explain: bool = 
     for o in outcomes:
         s = o.summary
         if not s:
-            print(f"{o.model} × {o.corpus}: {o.status} {o.message}", file=sys.stderr if o.status == "failed"
-                  else sys.stdout)
+            print(fit_line(f"{o.model} × {o.corpus}: {o.status} {o.message}"),
+                  file=sys.stderr if o.status == "failed" else sys.stdout)
             continue
         low, high = s.get("bpb_ci_low", math.nan), s.get("bpb_ci_high", math.nan)
         ci = f"{low:.3f}–{high:.3f}" if low == low else "—"
         best = o.extras.get("best_per_document")
         vs = f"{best[0]} {best[1]:.3f}, ×{float(s['bits_per_byte']) / best[1]:.2f}" if best else "—"
-        rows.append([shorten(o.model, 26), shorten(o.corpus, 14), int(s["n_docs"]), int(s["n_bytes"]),
+        rows.append([o.model, o.corpus, int(s["n_docs"]), int(s["n_bytes"]),
                      float(s["bits_per_byte"]), ci, float(s["bits_per_token"]), vs,
                      o.run_id[:RUN_ID_SHOWN] + (" reused" if o.reused else "")])
     if rows:
         print(format_table(["model", "corpus", "docs", "bytes", "bits/byte", "95% CI", "bits/tok",
-                            "best per-doc compressor, ×", "run"], rows))
+                            "best per-doc compressor, ×", "run"], rows, shrink=("model", "corpus")))
     concatenated = {o.corpus: o.extras["best_concatenated"] for o in outcomes if o.extras.get("best_concatenated")}
     for corpus, (name, bpb) in concatenated.items():
-        print(f"\nbest compressor on {corpus} as one stream (cross-document context): {name} {bpb:.4f} bits/byte")
+        print("\n" + fit_line(f"best compressor on {corpus} as one stream (cross-document context): {name} "
+                              f"{bpb:.4f} bits/byte"))
     two_part = [o for o in outcomes if o.extras.get("two_part") is not None and len(o.extras["two_part"])]
     if two_part:
         from mdlbench.mdl.two_part import EXPLANATION, break_even_bytes
 
         print("\ntwo-part MDL (model description + data given the model):")
         for o in two_part:
-            print(f" {o.model} × {o.corpus}:")
+            print(fit_line(f" {o.model} × {o.corpus}:"))
             for line in describe_two_part(o.extras["two_part"]):
                 print(line)
             best = o.extras.get("best_per_document")
@@ -226,11 +233,7 @@ def print_summary(outcomes: list[RunOutcome], out_dir: Path, *, explain: bool = 
     preq = {o.corpus: o.extras["prequential"] for o in outcomes if o.extras.get("prequential")}
     for corpus, aggregates in preq.items():
         for a in aggregates:
-            print(f"\nprequential ({a['estimator']}, {a['n_seeds']} seed(s)) on {corpus}: "
-                  f"{a['bits_per_byte_mean']:.4f} ± {a['bits_per_byte_sd']:.4f} bits/byte")
-    print(f"\ntables: {Path(out_dir).resolve()}  (e.g. pandas.read_parquet('{out_dir}/summary'))")
+            print("\n" + fit_line(f"prequential ({a['estimator']}, {a['n_seeds']} seed(s)) on {corpus}: "
+                                  f"{a['bits_per_byte_mean']:.4f} ± {a['bits_per_byte_sd']:.4f} bits/byte"))
+    print("\n" + fit_line(f"tables: {Path(out_dir).resolve()}  (e.g. pandas.read_parquet('{out_dir}/summary'))"))
 
-
-def shorten(text: str, width: int) -> str:
-    """At most ``width`` characters: cut at the end with "…". Example: shorten("abcdef", 4) == "abc…"."""
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import sys
+import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ from mdlbench.fsio import temporary_sibling, write_bytes_atomic
 from mdlbench.progress import Progress
 
 RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
+SUMMARY_WIDTH = 120  # the console width the CLI keeps to (mdlbench.cli.fmt.CONSOLE_WIDTH; no CLI import here)
 CORPUS_OPTIONS = ("text_field", "id_field", "max_docs", "max_bytes", "data_files", "corpus_revision")
 
 
@@ -245,9 +247,13 @@ def _summary(name: str, output: Path, packed: Compressed, seconds: float, symbol
         print(f"note: {len(raw) - 5} more documents stored raw", file=err)
     bpb = f"{coded / n_bytes:.4f}" if n_bytes else "—"
     docs = f"{len(entries):,} documents, " if packed.header.get("kind") == "corpus" else ""
-    print(f"{name} -> {output}: {docs}{n_bytes:,} bytes -> {packed.total_bytes:,} bytes (header and index "
-          f"{packed.header_bytes:,} + payload {payload:,}); method {'/'.join(methods) or '—'}; coded {coded:,} bits "
-          f"vs ideal {ideal:,.1f} bits (overhead {coded - ideal:+,.1f}); payload {bpb} bits/byte", file=out)
+    # three lines that fit the console (120 columns): where, how big, how well coded
+    print(textwrap.fill(f"{name} -> {output}:", SUMMARY_WIDTH, subsequent_indent="  ", break_long_words=False,
+                        break_on_hyphens=False), file=out)
+    print(f"  {docs}{n_bytes:,} bytes -> {packed.total_bytes:,} bytes (header and index {packed.header_bytes:,} + "
+          f"payload {payload:,})", file=out)
+    print(f"  method {'/'.join(methods) or '—'}; coded {coded:,} bits vs ideal {ideal:,.1f} bits (overhead "
+          f"{coded - ideal:+,.1f}); payload {bpb} bits/byte", file=out)
     if packed.resumed_chunks:
         print(f"compress: resumed after {packed.resumed_chunks} finished chunk(s)", file=err)
     _speed("compress", symbols, seconds, err, speed)

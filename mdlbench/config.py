@@ -185,18 +185,33 @@ class RunOptions:
         validate(self)
 
 
-def validate(options: Any) -> None:
-    """Check every field of a frozen options dataclass against its annotation and its ``min`` metadata; the
-    message names the flag, the value and the range."""
+def validate(options: Any, name: typing.Callable[[str], str] = _flag) -> None:
+    """Check every field of a frozen options dataclass against its annotation (a float field takes an int, never
+    NaN or inf; an int field takes no float, string or bool) and its range metadata (``min``: at least; ``below``:
+    less than); the message names the option (``name(field)``, a flag by default), the value and what is
+    accepted."""
     hints = typing.get_type_hints(type(options))
     for f in dataclasses.fields(options):
         value = getattr(options, f.name)
-        if not _matches(value, hints[f.name]):
-            raise InputError(f"{_flag(f.name)} {value!r}: expected {describe(hints[f.name])}")
-        minimum = f.metadata.get("min")
-        numeric = isinstance(value, (int, float)) and not isinstance(value, bool)
-        if minimum is not None and numeric and not (math.isfinite(value) and value >= minimum):
-            raise InputError(f"{_flag(f.name)} {value!r}: must be >= {minimum:g}")
+        problem = value_problem(value, hints[f.name], f.metadata)
+        if problem:
+            raise InputError(f"{name(f.name)} {value!r}: {problem}")
+
+
+def value_problem(value: Any, annotation: Any, bounds: Mapping[str, Any]) -> str | None:
+    """What is wrong with one value of a field (None: nothing), as the second half of an error line."""
+    if not _matches(value, annotation):
+        return f"expected {describe(annotation)}"
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        return None
+    minimum, below = bounds.get("min"), bounds.get("below")
+    if not math.isfinite(value):
+        return "must be a finite number"
+    if minimum is not None and below is not None and not minimum <= value < below:
+        return f"must be >= {minimum:g} and < {below:g}"
+    if minimum is not None and value < minimum:
+        return f"must be >= {minimum:g}"
+    return None
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,10 +16,23 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mdlbench.errors import with_path
+from mdlbench.errors import InputError, with_path
 
 if TYPE_CHECKING:
     import pyarrow as pa
+
+
+def check_out_dir(out_dir: Path) -> None:
+    """The results folder is a folder, or can be made one: refused (nothing written) when it or an ancestor is a
+    file. Every command that writes a results folder calls this before it reads its inputs."""
+    probe = Path(out_dir)
+    while not probe.exists():
+        if probe.parent == probe:
+            return
+        probe = probe.parent
+    if not probe.is_dir():
+        what = "is a file" if probe == Path(out_dir) else f"is under {probe}, which is a file"
+        raise InputError(f"--out {out_dir}: {what}; give a folder for the results (it is created if missing)")
 
 
 def temporary_sibling(path: Path) -> Path:

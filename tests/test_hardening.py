@@ -359,3 +359,110 @@ def test_ls_and_report_still_read_a_folder_with_pre_integrity_partitions(tmp_pat
     assert len(pd.read_parquet(out / "runs")) == 1 and len(tables.read_table(out, "documents")) == 1
     code, stdout, _ = run_cli("verify", out)
     assert code == 0 and "3 partition(s) written before integrity records existed" in stdout
+
+
+# Each (key, value) of a prequential config that is the wrong type or out of range, and a word of what is accepted.
+BAD_PREQUENTIAL = [
+    ("learning_rate", "abc", "expected a number"), ("learning_rate", float("nan"), "finite"),
+    ("learning_rate", float("inf"), "finite"), ("learning_rate", -1e-3, ">= 0"),
+    ("context_tokens", "64", "expected an integer"), ("context_tokens", 64.0, "expected an integer"),
+    ("context_tokens", 0, ">= 1"), ("epochs", 2.5, "expected an integer"), ("epochs", True, "expected an integer"),
+    ("adam_beta1", 1.5, "< 1"), ("adam_beta2", 1.0, "< 1"), ("adam_beta1", -0.1, ">= 0"),
+    ("batch_sequences", 0, ">= 1"), ("min_steps", -1, ">= 0"), ("min_block_tokens", 0, ">= 1"),
+    ("weight_decay", -0.5, ">= 0"), ("max_grad_norm", None, "expected a number"), ("estimator", 3, "one of"),
+    ("block_fractions", "abc", "a list"), ("block_fractions", [0.5, float("nan"), 1.0], "strictly increase"),
+]
+
+
+@pytest.mark.parametrize("key,value,words", BAD_PREQUENTIAL)
+def test_a_bad_prequential_setting_is_one_line_naming_the_key_and_nothing_written(tmp_path, key, value, words):
+    from mdlbench.errors import InputError
+    from mdlbench.prequential.estimators import PrequentialConfig
+
+    corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(i)) for i in range(3)])
+    settings = tmp_path / "settings.json"
+    settings.write_text(json.dumps({key: value}))  # NaN and Infinity as Python's json writes them
+    out = tmp_path / "out"
+    code, stdout, stderr = run_cli("prequential", "-c", corpus, "--config", settings, "--seeds", "0", "--out", out)
+    message = _one_error_line(stderr)
+    assert code == 2 and key in message and str(settings) in message and words in message and stdout == ""
+    assert not out.exists()
+    # The same check for a mapping given to the library (the driver, the architecture grid) and for the dataclass.
+    with pytest.raises(InputError, match=key):
+        PrequentialConfig.from_dict({key: value})
+    with pytest.raises(InputError, match=key):
+        PrequentialConfig(**{key: tuple(value) if isinstance(value, list) else value})
+
+
+def test_good_prequential_settings_of_every_type_are_accepted():
+    from mdlbench.prequential.estimators import PrequentialConfig
+
+    # An int where a float is expected, the closed ends of the ranges, a list for a tuple, null for an optional.
+    config = PrequentialConfig.from_dict({"learning_rate": 1, "adam_beta1": 0, "max_grad_norm": 0, "epochs": 1,
+                                          "min_steps": 0, "block_fractions": [0.5, 1], "mode": None})
+    assert config.learning_rate == 1 and config.block_fractions == (0.5, 1.0) and config.resolved_mode == "restart"
+
+
+@pytest.mark.parametrize("command", [["run", "-m", "uniform-bytes"], ["baselines", "--names", "gzip-9"],
+                                     ["prequential", "--seeds", "0"], ["lens", "-m", "uniform-bytes"]])
+def test_every_command_that_writes_results_refuses_a_file_as_the_results_folder(tmp_path, command):
+    corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(0))])
+    a_file = tmp_path / "file.txt"
+    a_file.write_text("keep me")
+    for out, words in ((a_file, "is a file"), (a_file / "sub" / "dir", "which is a file")):
+        code, stdout, stderr = run_cli(*command, "-c", corpus, "--out", out)
+        assert code == 2 and words in _one_error_line(stderr) and str(out) in stderr and stdout == "", stderr
+    assert a_file.read_text() == "keep me" and sorted(p.name for p in tmp_path.iterdir()) == ["c.jsonl", "file.txt"]
+
+
+def _folder_corpus(root: Path) -> Path:
+    (root / "corpus" / "a").mkdir(parents=True)
+    (root / "corpus" / "a" / "x.txt").write_text("one document")
+    (root / "corpus" / "b.txt").write_text("another document")
+    return root / "corpus"
+
+
+# A path below a corpus folder that the OS cannot read, even for root: write-only files of /proc/sys.
+ROOT_UNREADABLE = Path("/proc/sys/vm/compact_memory")
+
+
+def _unreadable() -> Path:
+    try:
+        ROOT_UNREADABLE.read_bytes()
+    except PermissionError:
+        return ROOT_UNREADABLE
+    pytest.skip(f"{ROOT_UNREADABLE} is readable here (or absent): no file the OS refuses to read")
+
+
+@pytest.mark.parametrize("command", [["run", "-m", "uniform-bytes"], ["baselines", "--names", "gzip-9"],
+                                     ["prequential", "--seeds", "0"]])
+@pytest.mark.parametrize("defect", ["dangling link", "link loop", "unreadable file"])
+def test_a_corpus_file_that_cannot_be_read_is_bad_input_not_dropped(tmp_path, existing_results, command, defect):
+    corpus = _folder_corpus(tmp_path)
+    bad = corpus / "a" / "z.txt"
+    if defect == "dangling link":
+        bad.symlink_to(tmp_path / "nonexistent")
+        words = "points nowhere"
+    elif defect == "link loop":
+        bad.symlink_to(bad)
+        words = "points nowhere"
+    else:
+        bad.symlink_to(_unreadable())
+        words = "cannot read (Permission denied); fix its permissions or remove it from the corpus"
+    for out in (tmp_path / "fresh", existing_results):
+        before = snapshot(out)
+        code, stdout, stderr = run_cli(*command, "-c", corpus, "--out", out)
+        message = _one_error_line(stderr)
+        assert code == 2 and str(bad) in message and words in message and stdout == "", stderr
+        assert snapshot(out) == before
+    code, _, stderr = run_cli("manifest", "create", corpus, "--name", "pinned", "--out-dir", tmp_path / "manifests")
+    assert code == 2 and str(bad) in _one_error_line(stderr) and not (tmp_path / "manifests").exists()
+
+
+def test_a_corpus_file_given_directly_that_cannot_be_read_is_bad_input(tmp_path):
+    for name in ("doc.txt", "doc.jsonl"):
+        link = tmp_path / name
+        link.symlink_to(_unreadable())
+        code, _, stderr = run_cli("run", "-m", "uniform-bytes", "-c", link, "--out", tmp_path / "out")
+        assert code == 2 and "cannot read (Permission denied)" in _one_error_line(stderr)
+        assert not (tmp_path / "out").exists()

@@ -71,6 +71,7 @@ from mdlbench.baselines.compressors import (
 )
 from mdlbench.codelength import bits_per_byte, bytes_to_bits
 from mdlbench.errors import InputError
+from mdlbench.fsio import check_out_dir
 from mdlbench.tables import TABLES, commit, partition_dir, partition_exists, to_arrow
 
 TABLE = "baselines"
@@ -435,6 +436,7 @@ def ensure_baselines(out_dir: Path | str, corpus_name: str, corpus_sha256: str, 
     (twice for ``zstd-19-dict``).
     """
     out_dir = Path(out_dir)
+    check_out_dir(out_dir)
     specs = [get_compressor(n) for n in dict.fromkeys(names)]  # unknown names fail before any work
     records: list[dict[str, object]] = []
     reference: Reference | None = None

@@ -9,6 +9,7 @@ from typing import Any
 
 from mdlbench.config import DEVICES, DTYPES, UNIFORM_BYTES, default_out_dir
 from mdlbench.errors import InputError
+from mdlbench.fsio import check_out_dir
 
 CORPUS_HELP = ("a .txt/.jsonl/.parquet file, a folder of text files, a manifest name (e.g. sample), or "
                "hf:NAME[:CONFIG]:SPLIT")
@@ -97,7 +98,10 @@ def add_out_arg(parser: argparse.ArgumentParser) -> None:
 
 
 def results_dir(args: argparse.Namespace) -> Path:
-    return args.out if args.out is not None else default_out_dir()
+    """The results folder a command writes, refused at once (exit 2, nothing written) when it cannot be a folder."""
+    out = args.out if args.out is not None else default_out_dir()
+    check_out_dir(out)
+    return out
 
 
 def add_progress_args(parser: argparse.ArgumentParser) -> None:

@@ -41,6 +41,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(f"--names {args.names!r}: no compressor named; choose from {', '.join(COMPRESSORS)}")
     for name in chosen:
         get_compressor(name)  # an unknown name fails here, before the corpus is read
+    out = results_dir(args)
 
     from mdlbench.baselines.run import ensure_baselines
     from mdlbench.corpora import open_corpus
@@ -61,7 +62,6 @@ def main(args: argparse.Namespace) -> int:
     def documents() -> Iterator[bytes]:
         return (doc.text.encode("utf-8") for doc in corpus.documents())
 
-    out = results_dir(args)
     df = ensure_baselines(out, corpus.name, corpus_sha256, documents, chosen, on_progress=on_progress)
     progress.close()
 

@@ -72,12 +72,13 @@ def main(args: argparse.Namespace) -> int:
     from mdlbench.prequential.vocab import load_tokenizer
     from mdlbench.progress import Progress
 
-    config = PrequentialConfig.from_dict(_config_values(args))
+    config = PrequentialConfig.from_dict(_config_values(args), where=f"--config {args.config}" if args.config else
+                                         "prequential options")
     seeds = parse_seeds(args.seeds)
+    out = results_dir(args)
     arch = load_arch(args.arch) if args.arch is not None else None
     corpus = open_corpus(args.corpus, **corpus_kwargs(args))
     tokenizer = load_tokenizer(args.tokenizer)
-    out = results_dir(args)
     json_progress = Progress("prequential", mode="json") if args.progress == "json" else None
     log = log_to_stderr if args.progress in ("auto", "bar") else None
     if args.arch_grid is not None:

@@ -18,6 +18,7 @@ from typing import Any
 
 from mdlbench.config import DEFAULT_CORPUS
 from mdlbench.corpora.documents import Document, StreamHasher, stream_sha256
+from mdlbench.corpora.files import folder_files, reading
 from mdlbench.corpora.manifest import Manifest, find_manifest, load_manifest, resolve_source_path, verify_manifest
 from mdlbench.corpora.readers import TEXT_SUFFIXES, Errors, FieldSpec, HFSpec, read_hf, read_local, read_text_file
 from mdlbench.digests import file_sha256
@@ -109,9 +110,8 @@ class Corpus:
             return f"manifest:{self.manifest.sha256};{selection}"
         path = Path(self.source)
         if path.exists():
-            files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
-            digests = ",".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{file_sha256(p)[0]}"
-                               for p in files)
+            files = folder_files(path) if path.is_dir() else [path]
+            digests = ",".join(f"{p.relative_to(path) if path.is_dir() else p.name}:{_sha256_of(p)}" for p in files)
             return f"files:{hashlib.sha256(digests.encode()).hexdigest()};{selection}"
         return f"{self.source};{selection}"
 
@@ -120,11 +120,17 @@ class Corpus:
         return stream_sha256(self.documents())
 
 
+def _sha256_of(path: Path) -> str:
+    with reading(path):
+        return file_sha256(path)[0]
+
+
 def _local_size(path: Path) -> int | None:
-    if path.is_file():
-        return path.stat().st_size
-    if path.is_dir():
-        return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    with reading(path):
+        if path.is_file():
+            return path.stat().st_size
+        if path.is_dir():
+            return sum(p.stat().st_size for p in folder_files(path))
     return None
 
 

@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from mdlbench.config import strict_from_mapping
+from mdlbench.corpora.files import folder_files, reading
 from mdlbench.digests import file_sha256
 from mdlbench.errors import InputError
 from mdlbench.fsio import write_text_atomic
@@ -137,7 +138,8 @@ def verify_manifest(manifest: Manifest) -> None:
         if not p.is_file():
             raise InputError(f"manifest {manifest.name!r}: file {p} is missing; restore it or re-create the "
                              f"manifest with `mdlbench manifest create`")
-        digest, n_bytes = file_sha256(p)
+        with reading(p):
+            digest, n_bytes = file_sha256(p)
         if digest != s.sha256 or n_bytes != s.n_bytes:
             raise InputError(f"manifest {manifest.name!r}: file {p} has sha256 {digest[:12]}… ({n_bytes} bytes) but "
                              f"the manifest pins {str(s.sha256)[:12]}… ({s.n_bytes} bytes); the file changed — "
@@ -167,7 +169,6 @@ def create_manifest(target: str, name: str, out_dir: Path, *, description: str =
     """Write OUT_DIR/NAME.toml pinning a local file/folder (sha256 + size of each file) or an HF dataset revision."""
     from mdlbench.corpora.readers import TEXT_SUFFIXES, HFSpec
 
-    out_dir.mkdir(parents=True, exist_ok=True)
     out = out_dir / f"{name}.toml"
     sources: list[dict[str, Any]] = []
     if target.startswith("hf:"):
@@ -180,13 +181,14 @@ def create_manifest(target: str, name: str, out_dir: Path, *, description: str =
         root = Path(target)
         if not root.exists():
             raise InputError(f"{root}: no such file or folder; give the corpus file or folder to pin")
-        files = sorted(p for p in root.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES) \
-            if root.is_dir() else [root]
+        files = folder_files(root, TEXT_SUFFIXES) if root.is_dir() else [root]
         for p in files:
-            digest, n_bytes = file_sha256(p)
+            with reading(p):
+                digest, n_bytes = file_sha256(p)
             rel = os.path.relpath(p.resolve(), out_dir.resolve())
             sources.append({"path": rel, "sha256": digest, "n_bytes": n_bytes,
                             "text_field": text_field if p.suffix not in TEXT_SUFFIXES else None,
                             "id_field": id_field})
+    out_dir.mkdir(parents=True, exist_ok=True)  # only once every input is read
     write_manifest(out, name, description, license_, sources)
     return out

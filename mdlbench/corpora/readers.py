@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Literal
 
 from mdlbench.corpora.documents import Document
+from mdlbench.corpora.files import cannot_read, folder_files, reading
 from mdlbench.errors import InputError, first_line
 
 Errors = Literal["strict", "replace"]
@@ -65,10 +66,8 @@ def check_code_points(text: str, where: str, errors: Errors) -> tuple[str, int]:
 
 def read_text_file(path: Path, fields: FieldSpec, errors: Errors, doc_id: str | None = None) -> Iterator[Document]:
     """A .txt file is one document."""
-    try:
+    with reading(path):
         data = path.read_bytes()
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
     text, n_replaced = decode_utf8(data, str(path), errors)
     yield Document(doc_id or path.name, text, fields.domain, n_replaced)
 
@@ -77,7 +76,7 @@ def read_text_folder(folder: Path, fields: FieldSpec, errors: Errors) -> Iterato
     """Every text file below the folder, in sorted path order, one document each (id = relative path). A file in a
     subfolder takes the first-level subfolder's name as its domain (``code/a.py`` -> "code"); a file at the top
     takes the corpus's domain."""
-    files = sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix in TEXT_SUFFIXES)
+    files = folder_files(folder, TEXT_SUFFIXES)
     if not files:
         raise InputError(f"{folder}: no text files ({', '.join(TEXT_SUFFIXES)}) in this folder; "
                          "point --corpus at a file or a folder of .txt files")
@@ -120,11 +119,9 @@ def _record_to_document(record: dict, where: str, index: int, fields: FieldSpec,
 
 def read_jsonl(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Document]:
     """One JSON object per line; blank lines are skipped; ids default to '<file name>:<line number>'."""
-    try:
+    with reading(path):
         f = path.open("rb")
-    except OSError as exc:
-        raise InputError(f"{path}: cannot read ({exc.strerror}); check the path and permissions") from None
-    with f:
+    with f, reading(path):
         offset = 0
         for line_no, raw in enumerate(f, start=1):
             line_offset, offset = offset, offset + len(raw)
@@ -153,6 +150,8 @@ def read_parquet(path: Path, fields: FieldSpec, errors: Errors) -> Iterator[Docu
         pf = pq.ParquetFile(path)
     except FileNotFoundError:
         raise InputError(f"{path}: no such file; check the path") from None
+    except PermissionError as exc:
+        raise cannot_read(path, exc) from None
     except (OSError, pa.ArrowException) as exc:
         raise InputError(f"{path}: not a readable Parquet file ({exc}); re-export it or check the path") from None
     names = pf.schema_arrow.names

@@ -17,6 +17,7 @@ from typing import Any
 from mdlbench import tables
 from mdlbench.corpora import StreamHasher
 from mdlbench.errors import InputError
+from mdlbench.fsio import check_out_dir
 from mdlbench.mdl.two_part import CHECKPOINT_DEFAULT_MAX_PARAMS
 from mdlbench.mdl.weights_code import checkpoint_code, unique_state_dict
 from mdlbench.prequential.estimators import (
@@ -187,6 +188,8 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
     """
     config = config if isinstance(config, PrequentialConfig) else PrequentialConfig.from_dict(config or {})
     seeds = check_seeds(seeds)
+    if out_dir is not None:
+        check_out_dir(Path(out_dir))
     if arch is not None and init_checkpoint is not None:
         raise InputError("--arch and --init-from are exclusive: a checkpoint brings its own architecture")
     tokenizer = load_tokenizer(DEFAULT_TOKENIZER) if tokenizer is None else tokenizer

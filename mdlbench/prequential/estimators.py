@@ -32,16 +32,16 @@ import math
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import pairwise
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from mdlbench.codelength import nats_to_bits
-from mdlbench.config import context_length_of
+from mdlbench.config import context_length_of, strict_from_mapping, validate
 from mdlbench.errors import InputError, ScoringError
 from mdlbench.prequential.schedule import (
     DEFAULT_BLOCK_FRACTIONS,
@@ -82,28 +82,30 @@ class PrequentialConfig:
     # continue mode only: train on the whole prefix [0, t_i) ("prefix") or only on the newest block ("block").
     train_on: TrainOn = "prefix"
     block_fractions: tuple[float, ...] = DEFAULT_BLOCK_FRACTIONS  # cumulative block ends, fractions of n_tokens
-    min_block_tokens: int = 64  # blocks shorter than this merge into the next one (schedule.block_boundaries)
+    # blocks shorter than this merge into the next one (schedule.block_boundaries)
+    min_block_tokens: int = field(default=64, metadata={"min": 1})
     first_block_coder: Coder = "uniform"  # block 1 / batch 1: uniform log2|V| per token, or the initial model
     # Defaults below were chosen for DEFAULT_ARCH on bytes on Python stdlib source, never on a corpus they code
     # (the README gives the corpus, the candidates and their results).
-    context_tokens: int = 64  # C: tokens per training/coding sequence (the model reads 1 start symbol + C-1)
-    batch_sequences: int = 8  # sequences per optimizer step and per coding forward pass
-    learning_rate: float = 3e-3  # AdamW, constant: no schedule to tune on data not yet sent
-    adam_beta1: float = 0.9
-    adam_beta2: float = 0.99
-    weight_decay: float = 0.0
-    max_grad_norm: float = 1.0  # 0 disables clipping
-    epochs: int = 6  # blockwise: passes over the training range per block (online always makes one pass)
-    min_steps: int = 8  # blockwise: at least this many optimizer steps per block, so tiny prefixes still train
+    # C: tokens per training/coding sequence (the model reads 1 start symbol + C-1)
+    context_tokens: int = field(default=64, metadata={"min": 1})
+    batch_sequences: int = field(default=8, metadata={"min": 1})  # sequences per optimizer step and coding pass
+    # AdamW, constant: no schedule to tune on data not yet sent. 0 freezes the model at its initialization.
+    learning_rate: float = field(default=3e-3, metadata={"min": 0})
+    adam_beta1: float = field(default=0.9, metadata={"min": 0, "below": 1})
+    adam_beta2: float = field(default=0.99, metadata={"min": 0, "below": 1})
+    weight_decay: float = field(default=0.0, metadata={"min": 0})
+    max_grad_norm: float = field(default=1.0, metadata={"min": 0})  # 0 disables clipping
+    # blockwise: passes over the training range per block (online always makes one pass)
+    epochs: int = field(default=6, metadata={"min": 1})
+    # blockwise: at least this many optimizer steps per block, so tiny prefixes still train
+    min_steps: int = field(default=8, metadata={"min": 0})
 
     def __post_init__(self) -> None:
+        # Every field's type and range first (one line naming the key, the value and what is accepted), so that
+        # no bad value reaches torch or transformers as a traceback.
+        validate(self, name=lambda key: f"prequential {key} =")
         object.__setattr__(self, "block_fractions", tuple(float(f) for f in self.block_fractions))
-        for name, choices in (("estimator", get_args(Estimator)), ("train_on", get_args(TrainOn)),
-                              ("first_block_coder", get_args(Coder))):
-            if getattr(self, name) not in choices:
-                raise InputError(f"prequential {name} {getattr(self, name)!r}: choose one of {', '.join(choices)}")
-        if self.mode is not None and self.mode not in get_args(Mode):
-            raise InputError(f"prequential mode {self.mode!r}: choose one of {', '.join(get_args(Mode))}")
         if self.estimator == "online" and self.mode == "restart":
             raise InputError("prequential mode 'restart' is for the blockwise estimator; online always continues")
         if self.train_on == "block" and self.resolved_mode != "continue":
@@ -111,13 +113,8 @@ class PrequentialConfig:
                              "whole prefix)")
         try:
             check_fractions(self.block_fractions)
-        except ValueError as exc:
-            raise InputError(str(exc)) from exc
-        for name in ("min_block_tokens", "context_tokens", "batch_sequences", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise InputError(f"prequential {name} {getattr(self, name)!r}: must be >= 1")
-        if self.min_steps < 0 or self.learning_rate < 0 or self.weight_decay < 0 or self.max_grad_norm < 0:
-            raise InputError("prequential min_steps, learning_rate, weight_decay, max_grad_norm: must be >= 0")
+        except ValueError as exc:  # "block fractions [...]: why": name the key as it is spelled in a config
+            raise InputError(f"prequential block_fractions{str(exc).removeprefix('block fractions')}") from None
 
     @property
     def resolved_mode(self) -> Mode:
@@ -126,17 +123,16 @@ class PrequentialConfig:
         return "restart" if self.estimator == "blockwise" else "continue"
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> PrequentialConfig:
-        """Build from a JSON-like dict; an unknown key is an error that lists the known ones."""
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(data) - known)
-        if unknown:
-            raise InputError(f"prequential config: unknown key(s) {', '.join(map(repr, unknown))}; "
-                             f"known: {', '.join(sorted(known))}")
-        values = dict(data)
-        if "block_fractions" in values:
-            values["block_fractions"] = tuple(values["block_fractions"])
-        return cls(**values)
+    def from_dict(cls, data: Mapping[str, Any], where: str = "prequential config") -> PrequentialConfig:
+        """Build from a JSON-like dict (a --config file, a mapping passed to the driver): an unknown key, a value
+        of the wrong type or out of range is one InputError naming ``where``, the key and what is accepted."""
+        try:
+            return strict_from_mapping(cls, data, where)
+        except InputError as exc:
+            message = str(exc)
+            if not message.startswith(where):
+                message = f"{where}: {message.removeprefix('prequential ')}"
+            raise InputError(message) from None
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved config (mode filled in), JSON-ready."""

@@ -20,7 +20,7 @@ from mdlbench import tables
 from mdlbench.config import UNIFORM_BYTES, CorpusEntry, ModelEntry, RunOptions
 from mdlbench.corpora import Corpus, open_corpus, split_name
 from mdlbench.errors import InputError, MdlbenchError
-from mdlbench.fsio import file_lock
+from mdlbench.fsio import check_out_dir, file_lock
 from mdlbench.mdl.two_part import check_codes, requested_codes
 from mdlbench.progress import Log, Progress
 from mdlbench.run import extras
@@ -140,19 +140,6 @@ def _drop_leftovers(state: RunState, log: Log) -> None:
     if state.dir.exists() and not is_busy(state):
         log(f"run {state.run_id}: removing the progress folder its commit left behind")
         state.remove()
-
-
-def check_out_dir(out_dir: Path) -> None:
-    """The results folder is a folder, or can be made one: refused (nothing written) when it or an ancestor is a
-    file."""
-    probe = Path(out_dir)
-    while not probe.exists():
-        if probe.parent == probe:
-            return
-        probe = probe.parent
-    if not probe.is_dir():
-        what = "is a file" if probe == Path(out_dir) else f"is under {probe}, which is a file"
-        raise InputError(f"--out {out_dir}: {what}; give a folder for the results (it is created if missing)")
 
 
 def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions, out_dir: Path, shard: Shard,

@@ -14,11 +14,12 @@ from mdlbench import tables
 from mdlbench.config import UNIFORM_BYTES, CorpusEntry, ModelEntry, RunOptions
 from mdlbench.corpora import Corpus
 from mdlbench.errors import InputError
+from mdlbench.fsio import check_out_dir
 from mdlbench.lens.driver import Lens, LensResult, LensSettings
 from mdlbench.lens.layout import ffn_layout
 from mdlbench.progress import Log
 from mdlbench.run.distributed import DistContext
-from mdlbench.run.execute import ModelSlot, as_model_entry, check_out_dir, open_entry, score_run
+from mdlbench.run.execute import ModelSlot, as_model_entry, open_entry, score_run
 from mdlbench.run.state import SINGLE
 
 

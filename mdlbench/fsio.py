@@ -7,6 +7,7 @@ Locks: ``fcntl.flock`` on a file; the kernel releases it when the holder dies, s
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import json
 import os
@@ -24,7 +25,9 @@ if TYPE_CHECKING:
 
 def check_out_dir(out_dir: Path) -> None:
     """The results folder is a folder, or can be made one: refused (nothing written) when it or an ancestor is a
-    file. Every command that writes a results folder calls this before it reads its inputs."""
+    file (bad input), or when the folder that would hold it cannot be written to (an OS error, raised before any
+    work starts rather than when the first chunk is committed). Every command that writes a results folder calls
+    this before it reads its inputs."""
     probe = Path(out_dir)
     while not probe.exists():
         if probe.parent == probe:
@@ -33,6 +36,8 @@ def check_out_dir(out_dir: Path) -> None:
     if not probe.is_dir():
         what = "is a file" if probe == Path(out_dir) else f"is under {probe}, which is a file"
         raise InputError(f"--out {out_dir}: {what}; give a folder for the results (it is created if missing)")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write here (no permission, or a read-only file system)", str(probe))
 
 
 def temporary_sibling(path: Path) -> Path:

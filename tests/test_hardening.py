@@ -175,6 +175,15 @@ def test_a_model_folder_without_tokenizer_files_is_refused(tmp_path, tiny_model_
     assert not (tmp_path / "out").exists()
 
 
+@pytest.mark.skipif(os.access("/proc/sys", os.W_OK), reason="needs a folder this user cannot write")
+def test_a_results_folder_that_cannot_be_written_is_refused_before_any_work(tmp_path):
+    corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(0))])
+    code, _, stderr = run_cli("run", "-m", "uniform-bytes", "-c", corpus, "--out", "/proc/sys/mdlbench-results")
+    message = _one_error_line(stderr)
+    assert code == 4 and message.startswith("mdlbench run: error: /proc/sys: cannot write here")
+    assert "Traceback" not in stderr
+
+
 def test_the_results_folder_must_be_a_folder(tmp_path):
     corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(0))])
     a_file = tmp_path / "file.txt"

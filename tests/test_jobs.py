@@ -119,7 +119,7 @@ def test_rerun_is_a_noop_and_force_recomputes(reference):
     assert ls.returncode == 0 and ls.stdout.count("complete") == 2
 
 
-@pytest.mark.parametrize("kill_at_write", [1, 4, 9])
+@pytest.mark.parametrize("kill_at_write", [1, 9])  # the first Parquet write, and one late in the job
 def test_kill_9_during_parquet_writes_then_resume_equals_uninterrupted(tmp_path, reference, kill_at_write):
     job, ref_out = reference
     out = tmp_path / "out"

@@ -70,3 +70,30 @@ def test_a_column_added_later_reads_as_null_in_older_partitions(tmp_path, old_fi
     df = tables.read_table(tmp_path, "summary").set_index("run_id")
     assert df.loc[new_id, "tokens_per_second"] == 1.0
     assert pd.isna(df.loc[old_id, "tokens_per_second"]) and df.loc[old_id, "bits_per_byte"] == 1.5
+
+
+def test_a_version_2_runs_partition_with_string_timestamps_still_reads(tmp_path):
+    """Schema 2 wrote runs.started_at/finished_at as ISO strings and kept no integrity record; such a partition must
+    read as UTC timestamps, and `ls` must list its run."""
+    import pyarrow as pa
+    from conftest import run_cli
+
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text('{"text": "hello there"}\n{"text": "a second document"}\n', "utf-8")
+    out = tmp_path / "out"
+    assert run_cli("run", "-m", "uniform-bytes", "-c", corpus, "--out", out, "--baselines", "none", "--quiet")[0] == 0
+    [run_id] = tables.partitions(out, "runs")
+    folder = tables.partition_dir(out, "runs", run_id)
+    now = pq.read_table(folder / tables.PART_FILE)
+    want = now.column("started_at").to_pylist()[0], now.column("finished_at").to_pylist()[0]
+    old = now
+    for name, value in zip(("started_at", "finished_at"), want, strict=True):
+        old = old.set_column(old.schema.get_field_index(name), name, pa.array([value.isoformat()], pa.string()))
+    old = old.replace_schema_metadata({"mdlbench_schema_version": "2", "mdlbench_table": "runs"})
+    pq.write_table(old, folder / tables.PART_FILE)
+    (folder / ".part-0.sha256").unlink()  # version 2 wrote none
+    runs = tables.read_table(out, "runs")
+    assert str(runs["started_at"].dtype).startswith("datetime64") and "UTC" in str(runs["started_at"].dtype)
+    assert (runs["started_at"].iloc[0].to_pydatetime(), runs["finished_at"].iloc[0].to_pydatetime()) == want
+    code, stdout, _ = run_cli("ls", out)
+    assert code == 0 and run_id[:8] in stdout and "complete" in stdout

@@ -324,3 +324,18 @@ def test_a_folder_of_prequential_runs_only_is_listed_and_reported(tmp_path):
     code, _, err = run_cli("report", out, "--out", tmp_path / "r")
     md = (tmp_path / "r" / "report.md").read_text()
     assert code == 0 and "1 prequential run" in md and f"`{run_id}`" in md, err
+
+
+def test_an_ambiguous_run_name_counts_and_lists_exactly_its_candidates():
+    import pandas as pd
+
+    from mdlbench.errors import InputError
+    from mdlbench.report.data import resolve_runs
+
+    runs = pd.DataFrame({"run_id": ["a1", "a2", "a3", "b1"], "model": ["m", "m", "m", "other"],
+                         "corpus": ["c", "c", "d", "c"], "config_json": [""] * 4})
+    with pytest.raises(InputError) as caught:
+        resolve_runs(runs, ["m"], Path("out"))
+    message = str(caught.value)
+    assert "names 3 runs" in message and message.count(" × ") == 3 and "b1" not in message
+    assert resolve_runs(runs, ["b", "a2"], Path("out")) == ["b1", "a2"]  # a unique prefix, an exact id

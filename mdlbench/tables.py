@@ -243,7 +243,11 @@ def partition_status(out_dir: Path, table: str, value: str, *, verify_hash: bool
         return "unverified"
     except (OSError, UnicodeDecodeError):
         return "damaged"
-    if len(record) != 2 or not record[1].isdigit() or part.stat().st_size != int(record[1]):
+    try:
+        size = part.stat().st_size
+    except FileNotFoundError:  # replaced by another process's commit between the two looks: not there right now
+        return "missing"
+    if len(record) != 2 or not record[1].isdigit() or size != int(record[1]):
         return "damaged"
     if verify_hash and _sha256(part) != record[0]:
         return "damaged"

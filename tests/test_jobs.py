@@ -152,7 +152,7 @@ def test_concurrent_writers_do_not_corrupt(tmp_path, reference):
     out = tmp_path / "out"
     procs = [_run("run", str(job), "--out", str(out), "--quiet", wait=False) for _ in range(2)]
     results = [p.communicate(timeout=600) for p in procs]
-    assert [p.returncode for p in procs] == [0, 0], results
+    assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in results]
     _assert_same_results(out, ref_out)
     assert len(pd.read_parquet(out / "runs")) == 2  # each run once, nothing duplicated
 

@@ -51,14 +51,19 @@ class Interrupted(BaseException):
         return 128 + self.signum
 
 
+def os_cause(exc: OSError) -> str:
+    """What went wrong, without the path. Example: "No space left on device"."""
+    return exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__)
+
+
 def with_path(exc: OSError, path: object) -> OSError:
     """The same OS error naming ``path`` when it names none (pyarrow's writes raise errors without a file name)."""
     if exc.filename is not None:
         return exc
-    return OSError(exc.errno, exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc)), str(path))
+    return OSError(exc.errno, os_cause(exc), str(path))
 
 
 def describe_os_error(exc: OSError) -> str:
     """One line: the path and the cause. Example: "out/runs: No space left on device"."""
-    cause = exc.strerror or (os.strerror(exc.errno) if exc.errno else str(exc))
+    cause = os_cause(exc)
     return f"{exc.filename}: {cause}" if exc.filename is not None else cause

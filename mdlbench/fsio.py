@@ -28,16 +28,25 @@ def check_out_dir(out_dir: Path) -> None:
     file (bad input), or when the folder that would hold it cannot be written to (an OS error, raised before any
     work starts rather than when the first chunk is committed). Every command that writes a results folder calls
     this before it reads its inputs."""
-    probe = Path(out_dir)
-    while not probe.exists():
-        if probe.parent == probe:
-            return
-        probe = probe.parent
+    probe = nearest_existing(Path(out_dir))
     if not probe.is_dir():
         what = "is a file" if probe == Path(out_dir) else f"is under {probe}, which is a file"
         raise InputError(f"--out {out_dir}: {what}; give a folder for the results (it is created if missing)")
-    if not os.access(probe, os.W_OK | os.X_OK):
-        raise PermissionError(errno.EACCES, "cannot write here (no permission, or a read-only file system)", str(probe))
+    require_writable(probe)
+
+
+def nearest_existing(path: Path) -> Path:
+    """``path`` or its closest ancestor that exists (what a ``mkdir(parents=True)`` would create under)."""
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    return path
+
+
+def require_writable(folder: Path) -> None:
+    """An existing folder new entries can be made in; else the OS error a write would raise (exit 4), now."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise PermissionError(errno.EACCES, "cannot write here (no permission, or a read-only file system)",
+                              str(folder))
 
 
 def temporary_sibling(path: Path) -> Path:

@@ -17,7 +17,6 @@ decoding only its chunk.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import shutil
@@ -50,7 +49,7 @@ from mdlbench.coding.identity import CodingModel, environment_warnings, resolve_
 from mdlbench.config import DEFAULT_MODEL, UNIFORM_BYTES, ProgressMode
 from mdlbench.corpora.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES
 from mdlbench.errors import InputError
-from mdlbench.fsio import temporary_sibling, write_bytes_atomic
+from mdlbench.fsio import nearest_existing, require_writable, temporary_sibling, write_bytes_atomic
 from mdlbench.progress import Progress
 
 RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
@@ -111,16 +110,13 @@ def check_target(path: Path, *, folder_ok: bool = False) -> None:
     (exit 4, the CLI's one line), as when a write fails later."""
     if path.is_dir() and not folder_ok:
         raise InputError(f"-o {path}: is a folder; give a file name")
-    folder = path.parent
-    while folder_ok and not folder.exists() and folder.parent != folder:
-        folder = folder.parent  # an output folder is created with its parents
+    # An output folder is created with its parents; a file's folder must exist.
+    folder = nearest_existing(path.parent) if folder_ok else path.parent
     if not folder.exists():
         raise InputError(f"-o {path}: the folder {folder} does not exist; create it or write elsewhere")
     if not folder.is_dir():
         raise InputError(f"-o {path}: {folder} is a file, not a folder")
-    if not os.access(folder, os.W_OK):
-        raise PermissionError(errno.EACCES, "cannot write here (no permission, or a read-only file system)",
-                              str(folder))
+    require_writable(folder)
 
 
 def write_output(path: Path, data: bytes, force: bool) -> None:

@@ -13,13 +13,12 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from mdlbench.errors import InputError
+from mdlbench.errors import InputError, os_cause
 
 
 def cannot_read(path: Path | str, exc: OSError) -> InputError:
     """The one line for a corpus path the OS refuses to read."""
-    cause = exc.strerror or (os.strerror(exc.errno) if exc.errno else type(exc).__name__)
-    return InputError(f"{path}: cannot read ({cause}); fix its permissions or remove it from the corpus")
+    return InputError(f"{path}: cannot read ({os_cause(exc)}); fix its permissions or remove it from the corpus")
 
 
 @contextmanager

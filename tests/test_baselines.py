@@ -13,6 +13,7 @@ import lzma
 import math
 import os
 import random
+import shutil
 from collections.abc import Iterator
 from importlib.resources import files
 from pathlib import Path
@@ -376,6 +377,31 @@ def test_baselines_are_reused_not_recomputed(tmp_path):
     expected_ids = {baseline_id("2" * 64, n, m, COMPRESSORS[n].library_version)
                     for n in ("gzip-9", "ppmd-o8", "bz2-9") for m in MODES}
     assert set(table.baseline_id) == expected_ids
+
+
+def test_a_partition_replaced_between_the_looks_is_measured_anew(tmp_path, monkeypatch):
+    """Two runs on one corpus measure baselines side by side; one's commit can replace a partition the other has
+    just found (the partition is absent for a moment). That compressor is measured again, not an OS error."""
+    import mdlbench.baselines.run as baselines_run
+
+    first = ensure_baselines(tmp_path, "c", "5" * 64, factory(TEXT_DOCS[:4]), ["gzip-1"])
+    gone = next(iter((tmp_path / "baselines").glob("baseline_id=*")))
+    real_exists = baselines_run.partition_exists
+
+    looks = []
+
+    def exists_then_replaced(out_dir, table, value):  # all three found at their looks, one gone at the read
+        looks.append(value)
+        found = real_exists(out_dir, table, value)
+        if len(looks) == len(MODES):
+            shutil.rmtree(gone)
+        return found
+
+    monkeypatch.setattr(baselines_run, "partition_exists", exists_then_replaced)
+    again = ensure_baselines(tmp_path, "c", "5" * 64, factory(TEXT_DOCS[:4]), ["gzip-1"])
+    assert len(looks) == len(MODES) and list(again.status) == ["computed"] * 3
+    cols = ["baseline_id", "compressed_bytes"]
+    assert again[cols].equals(first[cols])
 
 
 def test_a_different_corpus_is_computed_afresh(tmp_path):

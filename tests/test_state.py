@@ -15,7 +15,7 @@ from mdlbench import tables
 from mdlbench.errors import InputError
 from mdlbench.fsio import file_lock, is_locked, write_bytes_atomic
 from mdlbench.run.distributed import DistContext, from_env
-from mdlbench.run.state import SINGLE, RunState, Shard, runs_in_progress
+from mdlbench.run.state import SINGLE, RunState, Shard, is_being_scored, runs_in_progress
 
 
 def test_shard_parse_and_ownership():
@@ -88,6 +88,31 @@ def test_lock_excludes_another_process_and_dies_with_it(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def _hold(lock) -> subprocess.Popen:
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sys, time\nfrom mdlbench.fsio import file_lock\n"
+        f"with file_lock(__import__('pathlib').Path({str(lock)!r})):\n"
+        "    print('held', flush=True)\n    time.sleep(60)\n")], stdout=subprocess.PIPE, text=True)
+    assert holder.stdout.readline().strip() == "held"
+    return holder
+
+
+def test_a_run_is_being_scored_while_another_process_holds_a_shard_lock(tmp_path):
+    """The assembler of a run keeps its progress folder while a process holds one of the run's shard locks (that
+    process may be reading the chunks); the final lock, which the assembler itself holds, does not count."""
+    state = RunState(tmp_path, "ab" * 8)
+    assert not is_being_scored(state)
+    for path, scored in ((state.final_lock_path(), False), (state.shard_lock_path(Shard(1, 2)), True)):
+        holder = _hold(path)
+        try:
+            assert is_being_scored(state) is scored
+            assert not is_being_scored(RunState(tmp_path, "cd" * 8))  # another run's locks are not this run's
+        finally:
+            holder.kill()
+            holder.wait()
+        assert not is_being_scored(state)
 
 
 def test_distributed_context_defaults_and_shards(monkeypatch):

@@ -443,9 +443,11 @@ def ensure_baselines(out_dir: Path | str, corpus_name: str, corpus_sha256: str, 
     for spec in specs:
         ids = {mode: baseline_id(corpus_sha256, spec.name, mode, spec.library_version) for mode in MODES}
         if all(partition_exists(out_dir, TABLE, i) for i in ids.values()):
-            records += [{PARTITION_KEY: ids[m], **_read_row(out_dir, ids[m]), "status": "reused", "note": ""}
-                        for m in MODES]
-            continue
+            found = [_read_row(out_dir, ids[m]) for m in MODES]
+            if all(row is not None for row in found):
+                records += [{PARTITION_KEY: ids[m], **row, "status": "reused", "note": ""}
+                            for m, row in zip(MODES, found, strict=True)]
+                continue
         if reference is None:
             reference = reference_digests(documents_factory(), on_progress)
         result = measure_compressor(spec, documents_factory, corpus=corpus_name, corpus_sha256=corpus_sha256,
@@ -461,8 +463,12 @@ def ensure_baselines(out_dir: Path | str, corpus_name: str, corpus_sha256: str, 
     return _frame(records)
 
 
-def _read_row(out_dir: Path, value: str) -> dict[str, object]:
-    table = pq.read_table(partition_dir(out_dir, TABLE, value) / "part-0.parquet")
+def _read_row(out_dir: Path, value: str) -> dict[str, object] | None:
+    """The partition's one row; None when another process's commit replaced it between the looks (measured anew)."""
+    try:
+        table = pq.read_table(partition_dir(out_dir, TABLE, value) / "part-0.parquet")
+    except FileNotFoundError:
+        return None
     rows = table.to_pylist()
     if len(rows) != 1 or table.schema.names != SCHEMA.names:
         raise InputError(f"{partition_dir(out_dir, TABLE, value)}: not a baselines partition of this mdlbench "

@@ -21,7 +21,7 @@ from mdlbench import tables
 from mdlbench.codelength import bits_per_byte, bits_per_char, bits_per_token, bootstrap_ratio_ci, fsum_bits
 from mdlbench.context_curve import merge_curve_rows
 from mdlbench.errors import InputError
-from mdlbench.run.state import RunState
+from mdlbench.run.state import RunState, is_being_scored
 
 
 def now_utc() -> str:
@@ -108,7 +108,8 @@ def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> d
         partitions[("tokens", run_id)] = empty if tokens is None else tokens.sort_by(
             [("doc_index", "ascending"), ("token_index", "ascending")]).replace_schema_metadata(empty.schema.metadata)
     tables.commit(out_dir, partitions)
-    state.clear()
+    if not is_being_scored(state):  # a process that took the shard lock meanwhile reads the chunks, then clears
+        state.clear()
     return summary
 
 

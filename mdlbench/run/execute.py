@@ -10,6 +10,7 @@ A failing run is reported and the others go on.
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +30,7 @@ from mdlbench.run.background import BaselineRunner, baseline_names
 from mdlbench.run.chunks import score_chunks
 from mdlbench.run.distributed import DistContext
 from mdlbench.run.plan import PlannedRun, plan_model_run, plan_uniform_run, run_id
-from mdlbench.run.state import SINGLE, RunState, Shard, is_busy
+from mdlbench.run.state import SINGLE, RunState, Shard, is_being_scored, is_busy
 from mdlbench.scoring.identity import ModelIdentity, identify_model, probe_device_type
 from mdlbench.scoring.models import LoadedModel
 
@@ -153,9 +154,13 @@ def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions,
             "started_at": now_utc()}
     lock = file_lock(state.shard_lock_path(shard), on_wait=lambda: log(
         f"run {plan.run_id} ({label}) shard {shard} is being written by another process; waiting for it to finish"))
-    with lock:
+    with contextlib.ExitStack() as held:
+        held.enter_context(lock)
         if state.is_complete() and not options.force:
             log(f"run {plan.run_id} ({label}) was completed by another process; skipping")
+            held.close()  # the shard lock first: the progress folder the assembler left for us can then go
+            if state.dir.exists() and not is_being_scored(state):
+                state.clear()
             return RunOutcome(plan.run_id, model, corpus.name, "reused", read_summary(out_dir, plan.run_id))
         if options.force and dist.is_leader and shard.count == 1:
             state.clear()
@@ -194,8 +199,13 @@ def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions,
             outcome = RunOutcome(plan.run_id, model, corpus.name, "shard-done", {}, msg)
         else:
             with file_lock(state.final_lock_path()):
-                summary = (read_summary(out_dir, plan.run_id) if state.is_complete() and not state.dir.exists()
-                           else finalize_run(out_dir, plan.run_id, log=log))
+                # Another process assembled it while we looked (with --force, only if it took our progress too).
+                if state.is_complete() and (not options.force or not state.dir.exists()):
+                    summary = read_summary(out_dir, plan.run_id)
+                    if not is_being_scored(state):
+                        state.clear()
+                else:
+                    summary = finalize_run(out_dir, plan.run_id, log=log)
             outcome = RunOutcome(plan.run_id, model, corpus.name, "done", summary)
     else:
         outcome = RunOutcome(plan.run_id, model, corpus.name, "shard-done", {})

@@ -182,3 +182,8 @@ def runs_in_progress(out_dir: Path) -> list[tuple[RunState, dict[str, Any]]]:
 def is_busy(state: RunState) -> bool:
     """Whether a live process holds one of the run's locks."""
     return any(is_locked(p) for p in (state.out_dir / LOCK_DIR).glob(f"{state.run_id}.*.lock"))
+
+
+def is_being_scored(state: RunState) -> bool:
+    """Whether a live process holds one of the run's shard locks: it may be reading the progress folder."""
+    return any(is_locked(p) for p in (state.out_dir / LOCK_DIR).glob(f"{state.run_id}.shard-*.lock"))

@@ -119,6 +119,12 @@ def test_wrong_tokenizer_or_settings_are_refused(tiny_loaded, packed):
     forged = {**header, "coding": {**header["coding"], "rows": "float64-numpy"}}
     with pytest.raises(CorruptFileError, match="rows computed as 'float64-numpy'"):
         decompress_bytes(repack(blob, header=forged), tiny_loaded)
+    forged = {**header, "coding": {**header["coding"], "rows": "lockstep-v1"}}  # written before softmax rows
+    with pytest.raises(CorruptFileError, match="rows computed as 'lockstep-v1'.*version that wrote the file"):
+        decompress_bytes(repack(blob, header=forged), tiny_loaded)
+    forged = {**header, "coder": "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"}  # one level
+    with pytest.raises(CorruptFileError, match="coded with .*Categorical.perfect=False.'; this mdlbench codes"):
+        decompress_bytes(repack(blob, header=forged), tiny_loaded)
 
 
 def test_corrupted_files_are_refused(tiny_loaded, packed):

@@ -34,8 +34,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add("--as", dest="as_", choices=("auto", "file", "corpus"), default="auto",
         help="auto (default): record files, folders, manifests and hf: specs are corpora, other files one file")
     add_windowing_args(parser)
-    add("--batch-size", type=positive_int, help="documents coded side by side (default: 32 on CPU, 128 on a GPU, "
-        "fewer if their KV caches would not fit the memory budget); recorded — decoding uses the same")
+    add("--batch-size", type=positive_int, help="documents coded side by side (default: 128, "
+        "or fewer if their KV caches would not fit the memory budget); recorded — decoding uses the same")
     add("--threads", type=positive_int, help="torch CPU threads (recorded; decompress uses the same number by default)")
     add_corpus_reading_args(parser)
     add("--force", "-f", action="store_true",

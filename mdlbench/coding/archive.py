@@ -58,7 +58,7 @@ from mdlbench.errors import InputError
 from mdlbench.fsio import atomic_path, write_bytes_atomic
 from mdlbench.scoring.models import LoadedModel
 
-AUTO_BATCH_CPU = 32
+AUTO_BATCH_CPU = 128
 AUTO_BATCH_ACCELERATOR = 128
 KV_BUDGET_CPU = 2 << 30  # bytes of batch KV cache the auto batch size allows
 KV_BUDGET_ACCELERATOR = 8 << 30
@@ -84,7 +84,7 @@ class BatchSettings:
 
 
 def auto_batch_size(model: CodingModel, window: int | None) -> int:
-    """32 documents side by side on a CPU, 128 on an accelerator, fewer if their KV caches would exceed the
+    """128 documents side by side (on a CPU as on an accelerator), fewer if their KV caches would exceed the
     memory budget (2 GiB on a CPU, 8 GiB on an accelerator; e.g. SmolLM2-135M at window 2048 gets 18)."""
     if isinstance(model, str) or window is None:
         return AUTO_BATCH_CPU
@@ -408,6 +408,9 @@ def _check_fields(c: Container) -> None:
         if coding.get("rows", ROWS) != ROWS:
             raise CorruptFileError(f"{name}: rows computed as {coding.get('rows')!r}; this mdlbench computes "
                                    f"{ROWS!r} — decode with the mdlbench version that wrote the file")
+        if h.get("coder", CODER) != CODER:
+            raise CorruptFileError(f"{name}: coded with {h.get('coder')!r}; this mdlbench codes with {CODER!r} — "
+                                   "decode with the mdlbench version that wrote the file")
     missing += sorted({k for e in c.entries for k in _REQUIRED_ENTRY_KEYS if k not in e})
     if missing:
         raise CorruptFileError(f"{name}: the file lacks {', '.join(missing)} (damaged, or not written by "

@@ -20,11 +20,12 @@ from mdlbench.scoring.models import LoadedModel
 Method = Literal["model", "raw-bytes", "uniform-bytes"]
 CodingModel = LoadedModel | str  # a loaded model, or the string "uniform-bytes"
 
-CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False)"
+# Recorded and checked: a file coded another way is refused by name rather than decoded into garbage.
+CODER = "constriction.stream.queue.RangeEncoder+Categorical(perfect=False), two levels: block of ceil(sqrt(V)), symbol"
 CODER_PRECISION_BITS = 24  # constriction's default for the queue (range) coder with 32-bit words
-# How rows are computed (lockstep.py: float32 exp(logits - max) of the last position, right-aligned batch KV cache):
+# How rows are computed (lockstep.py, rows.py: float32 softmax of the last position, right-aligned batch KV cache):
 # recorded, so that a file is never decoded with rows computed another way.
-ROWS = "lockstep-v1"
+ROWS = "lockstep-v2"  # v2: float32 softmax rows (v1: unnormalized exponentials)
 SCHEDULE = "longest-first-slots-v1"
 
 
@@ -149,9 +150,10 @@ def fallback_reason(loaded: LoadedModel, data: bytes) -> tuple[str, list[int]]:
     ids = encode(loaded.tokenizer, text)
     if not roundtrip_ok(loaded.tokenizer, ids, text):
         return "the tokenizer does not reproduce this text exactly (decode(encode(text)) != text)", ids
-    too_big = [i for i in ids if not 0 <= i < loaded.vocab_size]
+    vocab_size = loaded.vocab_size  # a property that walks the model: once, not per token
+    too_big = [i for i in ids if not 0 <= i < vocab_size]
     if too_big:
-        return f"token id {too_big[0]} is outside the model's output layer of {loaded.vocab_size} symbols", ids
+        return f"token id {too_big[0]} is outside the model's output layer of {vocab_size} symbols", ids
     return "", ids
 
 

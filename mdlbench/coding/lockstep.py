@@ -15,10 +15,10 @@ plan.py fixes which document each batch row holds at each step. Per step:
   place. Position ids are each row's position within its window, as in the scorer's forward over that window; the
   causal order of the padded cache is each row's own order, because its entries are contiguous.
 
-Rows: the last position's logits of all rows, as one (R, V) float32 tensor; ``e = exp(logits - max)`` in place
-(constriction's Categorical normalizes a row itself and gives every symbol at least 2^-24, so e is handed over
-unnormalized and without a float64 copy). Ideal bits use the scorer's formula on the same exponentials:
-``log(Σ e)`` (float32 sum, float64 log) minus ``logits[target] - max``, in float64.
+Rows: the last position's logits of all rows, as one (R, V) float32 tensor (head.py); ``p = softmax(logits)`` in
+float32, then each row's symbol is coded in two levels, its block and its place in the block (rows.py), all
+handed to constriction without a float64 copy (its Categorical gives every entry at least 2^-24 of the 24-bit
+range). Ideal bits are −log2 p[target] of those same rows in float64.
 
 Each document has its own range coder, so its payload decodes on its own given the chunk's rows; a row's values
 depend on the batch layout (shape, padding) but not on the values in other rows, so both sides must replay the
@@ -35,8 +35,10 @@ from typing import Any
 
 import numpy as np
 
-from mdlbench.codelength import fsum_bits, nats_to_bits, uniform_bits
+from mdlbench.codelength import fsum_bits, uniform_bits
+from mdlbench.coding.head import plain_head
 from mdlbench.coding.plan import Assignment, assign_slots
+from mdlbench.coding.rows import block_masses, block_symbols, ideal_bits, probability_rows
 from mdlbench.errors import ScoringError
 from mdlbench.scoring.models import LoadedModel
 from mdlbench.windowing import Window, plan_windows
@@ -94,28 +96,6 @@ class _Doc:
             self.window_k = k
             return self.stream[self.windows[k].input_start: u + 1]
         return None
-
-
-def _plain_head(model: Any, device: Any) -> tuple[Any, Any]:
-    """(W^T contiguous, bias) when the model's logits are its output layer applied to the backbone's last hidden
-    state (checked on a probe, as the scorer does), else (None, None): then the model's own forward is used.
-
-    A (D, V) weight in row-major order makes the head a plain matrix product, faster than ``linear``'s (V, D)."""
-    import torch
-
-    from mdlbench.scoring.hf import HEAD_TRANSFORM_ATTRS
-
-    head = model.get_output_embeddings()
-    if head is None or any(getattr(model.config, a, None) not in (None, 1, 1.0) for a in HEAD_TRANSFORM_ATTRS):
-        return None, None
-    probe = torch.arange(min(16, head.weight.shape[0]), device=device)[None, :]
-    with torch.inference_mode():
-        full = model(input_ids=probe, use_cache=False).logits[0].float()
-        mine = head(model.base_model(input_ids=probe, use_cache=False).last_hidden_state[0]).float()
-    if not torch.allclose(mine, full, rtol=1e-4, atol=1e-4):
-        return None, None
-    bias = getattr(head, "bias", None)
-    return head.weight.detach().t().contiguous(), (bias.detach() if bias is not None else None)
 
 
 def _config_int(config: Any, *names: str) -> int | None:
@@ -270,32 +250,19 @@ class LockstepPredictor:
         params = inspect.signature(type(loaded.model).forward).parameters
         self._cache_kwarg = "cache" if "cache" in params else "past_key_values"
         self.cache = _BatchCache(cache_capacity(window))
-        self._head_t, self._head_bias = _plain_head(loaded.model, self._device)
-        self._logits: Any = None
+        self._head = plain_head(loaded.model, self._device)
 
-    def _forward(self, ids: Any, *, cache: Any = None, mask: Any = None, positions: Any = None,
-                 reuse: bool = False) -> tuple[Any, Any]:
-        """(logits (R, V) of the last position, the cache the model returned). ``reuse`` computes the head into a
-        buffer kept across steps (a fresh (R, V) allocation costs page faults every step)."""
+    def _forward(self, ids: Any, *, cache: Any = None, mask: Any = None, positions: Any = None) -> tuple[Any, Any]:
+        """(logits (R, V) of the last position, the cache the model returned)."""
         kwargs = {self._cache_kwarg: cache} if cache is not None else {}
-        if self._head_t is None:
+        if self._head is None:
             out = self._model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                               logits_to_keep=1, **kwargs)
             logits = out.logits[:, -1, :]
         else:
             out = self._model.base_model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                                          **kwargs)
-            hidden = out.last_hidden_state[:, -1, :]
-            if reuse:
-                n = hidden.shape[0]
-                if self._logits is None or self._logits.shape[0] < n or self._logits.dtype != hidden.dtype:
-                    self._logits = self._torch.empty((n, self._head_t.shape[1]), dtype=hidden.dtype,
-                                                     device=self._device)
-                logits = self._torch.mm(hidden, self._head_t, out=self._logits[:n])  # (R, V)
-            else:
-                logits = hidden @ self._head_t  # (R, V)
-            if self._head_bias is not None:
-                logits += self._head_bias
+            logits = self._head.apply(out.last_hidden_state[:, -1, :])  # (R, V)
         new_cache = getattr(out, "cache", None)
         if new_cache is None:
             new_cache = out.past_key_values
@@ -325,7 +292,7 @@ class LockstepPredictor:
                 for layer in cache.hf.layers:
                     layer.sync()
                 mask = cache.mask(1) if cache.padded() or contexts else None
-                step_logits, _ = self._forward(ids, cache=cache.hf, mask=mask, positions=positions, reuse=True)
+                step_logits, _ = self._forward(ids, cache=cache.hf, mask=mask, positions=positions)
             cache.end += 1
             for r in cont:
                 cache.n_valid[r] += 1
@@ -360,28 +327,10 @@ def _layers(cache: Any) -> list[tuple[Any, Any]]:
     return list(zip(cache.key_cache, cache.value_cache, strict=True))  # transformers 4.x
 
 
-def shifted_logits(logits: Any) -> Any:
-    """logits - max per row, in place where the logits are already float32 (or float64 for a float64 model)."""
-    import torch
-
-    z = logits if logits.dtype in (torch.float32, torch.float64) else logits.float()
-    return z.sub_(z.amax(dim=-1, keepdim=True))
-
-
-def _check_finite(log_sum: Any, what: Callable[[int], str]) -> None:
-    import torch
-
-    bad = ~torch.isfinite(log_sum)
-    if bool(bad.any()):
-        raise ScoringError(f"the model produced non-finite logits ({what(int(bad.nonzero()[0, 0]))}); nothing was "
-                           "written — check the weights and the dtype (float16 overflows on some models; use "
-                           "float32)")
-
-
 @dataclass(frozen=True, slots=True)
 class EncodedDoc:
     payload: bytes  # the range coder's 32-bit words, little-endian
-    ideal_bits: float  # Σ −log2 p of the coded symbols (the scorer's formula on the coder's exponentials)
+    ideal_bits: float  # Σ −log2 p of the coded symbols, from the rows the coder was given (ideal_bits)
     n_symbols: int
     seconds: float  # this document's share of the chunk's wall time (each step split equally among its rows)
 
@@ -403,6 +352,7 @@ class _EncodeSide:
         self.docs = docs
         self.layout = layout
         self.family = _family()
+        self.block = block_symbols(layout.vocab_size)
         self.encoders = [constriction.stream.queue.RangeEncoder() for _ in docs]
         self.first_bits = [0.0] * len(docs)
 
@@ -419,6 +369,7 @@ class _DecodeSide:
         self.docs = docs
         self.layout = layout
         self.family = _family()
+        self.block = block_symbols(layout.vocab_size)
         self.decoders = [None if p is None else constriction.stream.queue.RangeDecoder(
             np.frombuffer(p, dtype="<u4").astype(np.uint32)) for p in payloads]
 
@@ -430,7 +381,7 @@ class _DecodeSide:
 
 def _run(loaded: LoadedModel, docs: list[_Doc], side: _EncodeSide | _DecodeSide, batch_size: int,
          progress: ProgressFn | None, stop_after: int | None = None) -> None:
-    """Drive the plan: per step, rows -> logits -> exponentials -> the side codes one symbol per row."""
+    """Drive the plan: per step, rows -> logits -> probabilities -> the side codes one symbol per row."""
     import torch
 
     encoding = isinstance(side, _EncodeSide)
@@ -487,30 +438,44 @@ def _run(loaded: LoadedModel, docs: list[_Doc], side: _EncodeSide | _DecodeSide,
 
 def _code_rows(side: _EncodeSide | _DecodeSide, rows_docs: list[int], us: list[int], logits: Any,
                encoding: bool) -> None:
+    """One symbol per row, in two levels (rows.py): the symbol's block from the block masses, then the symbol
+    from its block's probabilities."""
     import torch
 
-    z = shifted_logits(logits)  # (R, V)
-    docs = side.docs
+    p = probability_rows(logits)  # (R, V)
+    block = side.block
+    masses = block_masses(p, block)  # (R, n_blocks)
+    p_np = p.numpy() if p.device.type == "cpu" else p.cpu().numpy()
+    masses_np = masses.numpy() if masses.device.type == "cpu" else masses.cpu().numpy()
+    docs, family = side.docs, side.family
     if encoding:
         targets = torch.tensor([docs[d].stream[u + 1] for d, u in zip(rows_docs, us, strict=True)],
-                               dtype=torch.long, device=z.device)
-        z_target = z.gather(1, targets[:, None])[:, 0].double()
-    e = z.exp_()
-    log_sum = torch.log(e.sum(dim=-1).double())
-    _check_finite(log_sum, lambda r: f"document row {r}")
-    e_np = e.numpy() if e.device.type == "cpu" else e.cpu().numpy()
-    family = side.family
-    if encoding:
-        bits = nats_to_bits(log_sum - z_target).cpu().numpy()
+                               dtype=torch.long, device=p.device)
+        bits = ideal_bits(logits, p, targets).cpu().numpy()
         targets_np = targets.cpu().numpy().astype(np.int32)
+        blocks_np, inner_np = np.divmod(targets_np, np.int32(block))
         for r, (d, u) in enumerate(zip(rows_docs, us, strict=True)):
-            side.encoders[d].encode(targets_np[r:r + 1], family, e_np[r:r + 1])
+            b = int(blocks_np[r])
+            encoder = side.encoders[d]
+            encoder.encode(blocks_np[r:r + 1], family, masses_np[r:r + 1])
+            encoder.encode(inner_np[r:r + 1], family, _inner_row(p_np, masses_np, r, b, block))
             docs[d].bits[u] = bits[r]
     else:
         for r, d in enumerate(rows_docs):
             dec = side.decoders[d]
-            docs[d].stream.append(int(dec.decode(family, e_np[r:r + 1])[0]) if dec is not None
-                                  else PLACEHOLDER_TOKEN)
+            if dec is None:
+                docs[d].stream.append(PLACEHOLDER_TOKEN)
+                continue
+            b = int(dec.decode(family, masses_np[r:r + 1])[0])
+            s = int(dec.decode(family, _inner_row(p_np, masses_np, r, b, block))[0])
+            docs[d].stream.append(b * block + s)
+
+
+def _inner_row(p_np: np.ndarray, masses_np: np.ndarray, r: int, b: int, block: int) -> np.ndarray:
+    """Row r's probabilities within block b, (1, n); all ones where the block's mass is exactly 0 (every entry
+    underflowed), which the decoder sees just as the encoder does."""
+    inner = p_np[r:r + 1, b * block: (b + 1) * block]
+    return inner if masses_np[r, b] > 0 else np.ones_like(inner)
 
 
 def encode_chunk(loaded: LoadedModel, token_ids: Sequence[Sequence[int]], layout: StreamLayout, batch_size: int,

@@ -61,7 +61,7 @@ WINDOW = 256
 # SmolLM2's default pieces are shorter than the window, so neither path restarts a window there (restarts at stride
 # W / 2 double both paths' forward work and lower the ratio; --smollm2-doc-bytes 1100 measures that).
 MODELS = {
-    "tiny": (256, 1_200, 3_000),
+    "tiny": (256, 1_200, 9_000),
     "smollm2": (256, 500, 600),
 }
 ROW_REPEATS = 20

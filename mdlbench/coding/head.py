@@ -2,7 +2,7 @@
 
 A step's head is (R, D) hidden states times the (D, V) output matrix, and it is most of a small model's coding
 time. On a CPU, oneDNN with the weight converted once to its own layout (``torch.ops.mkldnn._linear_pointwise``)
-runs this product about twice as fast as ``torch.mm`` on the same threads (benchmarks/results/coding-cpu.json);
+runs this product faster than MKL's ``torch.mm`` on the same threads (the README's account of the coding speed);
 elsewhere, or when that operator is missing from the installed torch, a row-major (D, V) copy of the weight makes
 ``torch.mm`` faster than ``linear``'s (V, D). Either kernel is checked on a probe against the model's own logits,
 and a model whose logits are more than its output layer (a soft cap, a scale) keeps the model's forward.

@@ -3,10 +3,14 @@
 ``install()`` (the CLI calls it first) makes either signal raise ``errors.Interrupted`` at the next Python bytecode
 of the main thread, so the process unwinds: locks are released, finished chunks stay for a resume, and the exit code
 is 130 or 143. Inside ``deferred()`` a signal is held until the block ends: a commit's renames run to their end.
+A signal that comes while a module is being imported is sent again a moment later instead: an exception raised in
+the middle of a library's import surfaces as some other error, or aborts the process from native code, rather
+than as ``Interrupted`` (seen with transformers and torch under load).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
 from collections.abc import Iterator
@@ -16,12 +20,27 @@ from types import FrameType
 from mdlbench.errors import Interrupted
 
 HANDLED = (signal.SIGINT, signal.SIGTERM)
+RETRY_SECONDS = 0.1  # how soon a signal that came during an import is sent again
 _state = {"depth": 0, "pending": 0}
+
+
+def in_import(frame: FrameType | None) -> bool:
+    """Whether the frame runs inside an import (importlib's frozen bootstrap is on its stack)."""
+    while frame is not None:
+        if frame.f_code.co_filename.startswith("<frozen importlib"):
+            return True
+        frame = frame.f_back
+    return False
 
 
 def _handler(signum: int, frame: FrameType | None) -> None:
     if _state["depth"]:
         _state["pending"] = signum
+        return
+    if in_import(frame):
+        again = threading.Timer(RETRY_SECONDS, os.kill, (os.getpid(), signum))
+        again.daemon = True
+        again.start()
         return
     raise Interrupted(signum)
 

@@ -294,6 +294,24 @@ def _consistent(out: Path) -> None:
         assert set(tables.partitions(out, table)) == runs, table
 
 
+def test_a_signal_during_an_import_waits_for_the_import_to_finish(tmp_path):
+    """SIGINT while a module's body runs (as while transformers or torch is being imported) is not raised there,
+    where it would surface as another error or abort the process from native code: the import finishes, then
+    Interrupted is raised as usual."""
+    (tmp_path / "slow_module.py").write_text(
+        "import os, signal, time\nos.kill(os.getpid(), signal.SIGINT)\ntime.sleep(0.3)\nFINISHED = True\n")
+    script = (
+        "import sys, time\nsys.path.insert(0, sys.argv[1])\nfrom mdlbench import signals\n"
+        "from mdlbench.errors import Interrupted\nsignals.install()\n"
+        "try:\n    import slow_module\n    print('imported', slow_module.FINISHED, flush=True)\n"
+        "    time.sleep(5)\n    print('not interrupted')\n"
+        "except Interrupted as exc:\n    print('interrupted', exc.signum)\n")
+    r = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=ENV, capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["imported", "True", "interrupted", str(int(signal.SIGINT))]
+
+
 def test_sigint_and_sigterm_at_any_moment_end_cleanly_and_resume(tmp_path, tiny_model_dir):
     corpus = _jsonl(tmp_path / "c.jsonl", [_line(_record(i)) for i in range(24)])
     args = [sys.executable, "-m", "mdlbench", "run", "-m", str(tiny_model_dir), "-c", str(corpus), "--window", "16",

@@ -296,3 +296,34 @@ def test_a_third_party_error_becomes_one_phrase_cut_between_words():
     cut = first_line(long, limit=23)
     assert cut == "word word word word …"  # 4 words of 5 characters fit 23; no word is cut in two
     assert first_line(ValueError("short\nmore")) == "short" and first_line(KeyError()) == "KeyError"
+
+
+PROGRESS_KEYS = ["label", "docs_done", "docs_total", "bytes_done", "bytes_total", "tokens_done", "tokens_total",
+                 "tokens_per_second", "eta_seconds", "elapsed_seconds", "done"]
+
+
+def test_progress_json_lines_from_the_first_chunk_to_the_end(tmp_path):
+    """`--progress json`: one object per line with the documented keys, counts that only grow, a line before the
+    last chunk, and a final line with the exact totals (bytes counted by hand; uniform-bytes codes one symbol per
+    byte) and ETA 0. `--progress none` prints no progress at all."""
+    texts = ["hello world", "café 你好", "", "x" * 40, "ab"]
+    corpus = tmp_path / "c.jsonl"
+    corpus.write_text("".join(json.dumps({"id": f"d{i}", "text": t}) + "\n" for i, t in enumerate(texts)), "utf-8")
+    n_bytes = 11 + (3 + 2 + 1 + 3 + 3) + 0 + 40 + 2
+    code, _, stderr = run_cli("run", "-m", "uniform-bytes", "-c", f"c={corpus}", "--out", tmp_path / "out",
+                              "--progress", "json", "--baselines", "none", "--checkpoint-docs", "1")
+    assert code == 0, stderr
+    lines = [json.loads(x) for x in stderr.splitlines() if x.startswith("{")]
+    assert len(lines) >= 2 and all(list(x) == PROGRESS_KEYS for x in lines)
+    assert {x["label"] for x in lines} == {"uniform-bytes × c"}
+    assert [x["done"] for x in lines] == [False] * (len(lines) - 1) + [True]
+    for key in ("docs_done", "bytes_done", "tokens_done", "elapsed_seconds"):
+        assert [x[key] for x in lines] == sorted(x[key] for x in lines), key
+    assert 1 <= lines[0]["docs_done"] < len(texts)  # shown after the first chunk, not only at the end
+    last = lines[-1]
+    assert (last["docs_done"], last["docs_total"], last["bytes_done"], last["bytes_total"]) == (5, 5, n_bytes,
+                                                                                              n_bytes)
+    assert last["tokens_done"] == n_bytes and last["eta_seconds"] == 0.0 and last["tokens_per_second"] > 0
+    code, _, stderr = run_cli("run", "-m", "uniform-bytes", "-c", f"c={corpus}", "--out", tmp_path / "out2",
+                              "--progress", "none", "--baselines", "none")
+    assert code == 0 and not [x for x in stderr.splitlines() if x.startswith("{") or "ETA" in x or "done in" in x]

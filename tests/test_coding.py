@@ -127,6 +127,21 @@ def test_wrong_tokenizer_or_settings_are_refused(tiny_loaded, packed):
         decompress_bytes(repack(blob, header=forged), tiny_loaded)
 
 
+def test_another_numerical_environment_is_named_in_one_warning(tiny_loaded, packed):
+    """Decoding where threads or the CPU's instruction set differ from the recorded ones may fail (rows need not be
+    bit-identical): every difference is named, once, before decoding; here the rows still match, so it decodes."""
+    blob = packed["ascii"].blob
+    header = {k: v for k, v in unpack(blob).header.items() if not k.startswith(("index_", "payload"))}
+    import torch
+
+    assert header["environment"]["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    forged = {**header, "environment": {**header["environment"], "torch_threads": 99, "cpu_capability": "AVX2"}}
+    out = decompress_bytes(repack(blob, header=forged), tiny_loaded)
+    assert out.data == DOCS["ascii"]
+    [warning] = out.warnings
+    assert "cpu_capability: compressed with 'AVX2'" in warning and "torch_threads: compressed with 99" in warning
+
+
 def test_corrupted_files_are_refused(tiny_loaded, packed):
     blob = packed["longer-than-window"].blob
     c = unpack(blob)

@@ -82,6 +82,8 @@ def environment(loaded: LoadedModel | None) -> dict[str, Any]:
 
         env.update({"torch": torch.__version__, "transformers": transformers.__version__,
                     "device": loaded.device, "torch_threads": torch.get_num_threads()})
+        if loaded.device == "cpu":  # the instruction set torch's and oneDNN's kernels were chosen for
+            env["cpu_capability"] = torch.backends.cpu.get_cpu_capability()
         if loaded.device == "cuda":
             env["gpu"] = torch.cuda.get_device_name()
     return env

@@ -58,6 +58,9 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, daemon=True).start()
 
 
+MANAGER_JOIN_SECONDS = 5.0  # bound on waiting for a terminated pool's manager thread
+
+
 def _key(corpus: Corpus) -> str:
     return json.dumps(corpus.reopen, sort_keys=True)
 
@@ -111,9 +114,15 @@ class BaselineRunner:
             # see) is on its way out, and a pool whose child just died can raise BrokenPipeError on shutdown.
             with contextlib.suppress(OSError):
                 # concurrent.futures has no public way to stop a running task; its worker processes are kept here.
+                manager = getattr(self.pool, "_executor_manager_thread", None)
                 for process in list(getattr(self.pool, "_processes", {}).values()):
                     process.terminate()
                 self.pool.shutdown(wait=False, cancel_futures=True)
+                # Let the pool's manager thread close its pipes now: if it is still closing them when the
+                # interpreter exits, concurrent.futures' exit hook (which takes no lock) can write to a closed one
+                # and print a traceback after our one-line message (seen under load in the signal test).
+                if manager is not None:
+                    manager.join(timeout=MANAGER_JOIN_SECONDS)
             self.pool = None
 
     def close(self) -> None:

@@ -23,9 +23,14 @@ def _hidden(loaded, n_rows: int, seed: int) -> torch.Tensor:
 
 
 def test_the_cpu_float32_kernel_is_onednn_where_torch_has_it():
-    expected = ONEDNN if torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise") \
-        else MM
-    assert head_kernel("cpu", torch.float32) == expected
+    """Where the choice is oneDNN, its operator runs with a weight converted to oneDNN's layout and gives the
+    matrix product; other dtypes and devices get torch.mm."""
+    if head_kernel("cpu", torch.float32) == ONEDNN:
+        weight, hidden = torch.randn(7, 5, dtype=torch.float64), torch.randn(3, 5, dtype=torch.float64)
+        got = torch.ops.mkldnn._linear_pointwise(hidden.float(), weight.float().to_mkldnn(), None, "none", [], "")
+        assert torch.allclose(got.double(), hidden @ weight.t(), rtol=0, atol=1e-5)
+    else:
+        assert not torch.backends.mkldnn.is_available() or not hasattr(torch.ops.mkldnn, "_linear_pointwise")
     assert head_kernel("cpu", torch.bfloat16) == MM
     assert head_kernel("cuda", torch.float32) == MM
 

@@ -9,7 +9,7 @@ and a model whose logits are more than its output layer (a soft cap, a scale) ke
 
 Which kernel runs follows from the device, the dtype and the torch build, all of which the container records, so
 encoder and decoder use the same one; a row does not depend on the other rows of its batch under either kernel
-(tests/test_coding_batched.py).
+(tests/test_coding_rows.py).
 """
 
 from __future__ import annotations

@@ -352,7 +352,6 @@ class _EncodeSide:
         self.docs = docs
         self.layout = layout
         self.family = _family()
-        self.block = block_symbols(layout.vocab_size)
         self.encoders = [constriction.stream.queue.RangeEncoder() for _ in docs]
         self.first_bits = [0.0] * len(docs)
 
@@ -369,7 +368,6 @@ class _DecodeSide:
         self.docs = docs
         self.layout = layout
         self.family = _family()
-        self.block = block_symbols(layout.vocab_size)
         self.decoders = [None if p is None else constriction.stream.queue.RangeDecoder(
             np.frombuffer(p, dtype="<u4").astype(np.uint32)) for p in payloads]
 
@@ -443,7 +441,7 @@ def _code_rows(side: _EncodeSide | _DecodeSide, rows_docs: list[int], us: list[i
     import torch
 
     p = probability_rows(logits)  # (R, V)
-    block = side.block
+    block = block_symbols(side.layout.vocab_size)
     masses = block_masses(p, block)  # (R, n_blocks)
     p_np = p.numpy() if p.device.type == "cpu" else p.cpu().numpy()
     masses_np = masses.numpy() if masses.device.type == "cpu" else masses.cpu().numpy()

@@ -21,7 +21,7 @@ from mdlbench import tables
 from mdlbench.codelength import bits_per_byte, bits_per_char, bits_per_token, bootstrap_ratio_ci, fsum_bits
 from mdlbench.context_curve import merge_curve_rows
 from mdlbench.errors import InputError
-from mdlbench.run.state import RunState, is_being_scored
+from mdlbench.run.state import RunState
 
 
 def now_utc() -> str:
@@ -108,8 +108,7 @@ def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> d
         partitions[("tokens", run_id)] = empty if tokens is None else tokens.sort_by(
             [("doc_index", "ascending"), ("token_index", "ascending")]).replace_schema_metadata(empty.schema.metadata)
     tables.commit(out_dir, partitions)
-    if not is_being_scored(state):  # a process that took the shard lock meanwhile reads the chunks, then clears
-        state.clear()
+    state.clear_unless_scored()
     return summary
 
 

@@ -30,7 +30,7 @@ from mdlbench.run.background import BaselineRunner, baseline_names
 from mdlbench.run.chunks import score_chunks
 from mdlbench.run.distributed import DistContext
 from mdlbench.run.plan import PlannedRun, plan_model_run, plan_uniform_run, run_id
-from mdlbench.run.state import SINGLE, RunState, Shard, is_being_scored, is_busy
+from mdlbench.run.state import SINGLE, RunState, Shard, is_busy
 from mdlbench.scoring.identity import ModelIdentity, identify_model, probe_device_type
 from mdlbench.scoring.models import LoadedModel
 
@@ -159,8 +159,7 @@ def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions,
         if state.is_complete() and not options.force:
             log(f"run {plan.run_id} ({label}) was completed by another process; skipping")
             held.close()  # the shard lock first: the progress folder the assembler left for us can then go
-            if state.dir.exists() and not is_being_scored(state):
-                state.clear()
+            state.clear_unless_scored()
             return RunOutcome(plan.run_id, model, corpus.name, "reused", read_summary(out_dir, plan.run_id))
         if options.force and dist.is_leader and shard.count == 1:
             state.clear()
@@ -202,8 +201,7 @@ def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions,
                 # Another process assembled it while we looked (with --force, only if it took our progress too).
                 if state.is_complete() and (not options.force or not state.dir.exists()):
                     summary = read_summary(out_dir, plan.run_id)
-                    if not is_being_scored(state):
-                        state.clear()
+                    state.clear_unless_scored()
                 else:
                     summary = finalize_run(out_dir, plan.run_id, log=log)
             outcome = RunOutcome(plan.run_id, model, corpus.name, "done", summary)

@@ -87,6 +87,12 @@ class RunState:
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
+    def clear_unless_scored(self) -> None:
+        """``clear``, unless a live process holds one of the run's shard locks: it may be reading the chunks, and
+        clears the folder itself once it finds the run complete."""
+        if not is_being_scored(self):
+            self.clear()
+
     def remove(self) -> None:
         """The progress folder and the run's lock files, as if the run had never started here."""
         self.clear()

@@ -157,6 +157,20 @@ def test_concurrent_writers_do_not_corrupt(tmp_path, reference):
     assert len(pd.read_parquet(out / "runs")) == 2  # each run once, nothing duplicated
 
 
+def test_concurrent_force_reruns_do_not_take_each_others_progress(tmp_path, reference):
+    """Two `--force` reruns of a finished job at once: each clears and rescores the run under its shard lock, and
+    the one that waits cannot clear the other's progress between that one's scoring and its assembly."""
+    job, ref_out = reference
+    out = tmp_path / "out"
+    assert _run("run", str(job), "--out", str(out), "--quiet").returncode == 0
+    procs = [_run("run", str(job), "--out", str(out), "--quiet", "--force", wait=False) for _ in range(2)]
+    results = [p.communicate(timeout=600) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err[-3000:] for _, err in results]
+    _assert_same_results(out, ref_out)
+    assert len(pd.read_parquet(out / "runs")) == 2
+    assert not any((out / ".progress").iterdir())
+
+
 def test_shards_then_merge_equal_one_process(tmp_path, reference):
     job, ref_out = reference
     out = tmp_path / "out"

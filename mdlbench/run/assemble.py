@@ -57,8 +57,10 @@ def summarize(model: str, corpus: str, documents: pa.Table | Any, seconds: float
             "tokens_per_second": n_tokens / seconds if seconds > 0 else math.nan, "wall_seconds": seconds}
 
 
-def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> dict[str, Any]:
-    """Assemble a run whose shards are all done into its tables and commit them; returns the summary row."""
+def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None],
+                 own_lock: Path | None = None) -> dict[str, Any]:
+    """Assemble a run whose shards are all done into its tables and commit them; returns the summary row.
+    ``own_lock``: the shard lock the calling process holds while it assembles (see RunState.clear_unless_scored)."""
     state = RunState(out_dir, run_id)
     meta = state.meta()
     markers = list(state.shard_markers().values())
@@ -108,7 +110,7 @@ def finalize_run(out_dir: Path, run_id: str, *, log: Callable[[str], None]) -> d
         partitions[("tokens", run_id)] = empty if tokens is None else tokens.sort_by(
             [("doc_index", "ascending"), ("token_index", "ascending")]).replace_schema_metadata(empty.schema.metadata)
     tables.commit(out_dir, partitions)
-    state.clear_unless_scored()
+    state.clear_unless_scored(own_lock)
     return summary
 
 

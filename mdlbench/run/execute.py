@@ -187,6 +187,18 @@ def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions,
                              "one document")
         progress.close()
         state.mark_shard(shard, n_docs, corpus_sha)
+        own_lock = state.shard_lock_path(shard) if shard.count == 1 else None
+        if own_lock is None:
+            held.close()  # each shard's process may assemble: the lock guards this shard's scoring only
+        # A whole run keeps its shard lock while it assembles: a `--force` rerun waiting for the lock would
+        # otherwise clear the progress folder between this process's scoring and its assembly.
+        return _assemble(plan, label, corpus.name, options, out_dir, shard, dist, log, state, own_lock)
+
+
+def _assemble(plan: PlannedRun, label: str, corpus_name: str, options: RunOptions, out_dir: Path, shard: Shard,
+              dist: DistContext, log: Log, state: RunState, own_lock: Path | None) -> RunOutcome:
+    """The leader assembles the run once every shard is done (score_run's second half)."""
+    model = str(plan.row["model"])
     dist.barrier()
     outcome: RunOutcome
     if dist.is_leader:
@@ -195,18 +207,18 @@ def score_run(plan: PlannedRun, label: str, corpus: Corpus, options: RunOptions,
             msg = (f"shard {shard} of run {plan.run_id} ({label}) is done; shards {missing} of {shard.count} are "
                    f"not — run them, then `mdlbench merge {out_dir}`")
             log(msg)
-            outcome = RunOutcome(plan.run_id, model, corpus.name, "shard-done", {}, msg)
+            outcome = RunOutcome(plan.run_id, model, corpus_name, "shard-done", {}, msg)
         else:
             with file_lock(state.final_lock_path()):
                 # Another process assembled it while we looked (with --force, only if it took our progress too).
                 if state.is_complete() and (not options.force or not state.dir.exists()):
                     summary = read_summary(out_dir, plan.run_id)
-                    state.clear_unless_scored()
+                    state.clear_unless_scored(own_lock)
                 else:
-                    summary = finalize_run(out_dir, plan.run_id, log=log)
-            outcome = RunOutcome(plan.run_id, model, corpus.name, "done", summary)
+                    summary = finalize_run(out_dir, plan.run_id, log=log, own_lock=own_lock)
+            outcome = RunOutcome(plan.run_id, model, corpus_name, "done", summary)
     else:
-        outcome = RunOutcome(plan.run_id, model, corpus.name, "shard-done", {})
+        outcome = RunOutcome(plan.run_id, model, corpus_name, "shard-done", {})
     dist.barrier()
     return outcome
 

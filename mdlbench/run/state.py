@@ -87,10 +87,10 @@ class RunState:
     def clear(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
 
-    def clear_unless_scored(self) -> None:
+    def clear_unless_scored(self, own_lock: Path | None = None) -> None:
         """``clear``, unless a live process holds one of the run's shard locks: it may be reading the chunks, and
-        clears the folder itself once it finds the run complete."""
-        if not is_being_scored(self):
+        clears the folder itself once it finds the run complete. ``own_lock``: a shard lock this process holds."""
+        if not is_being_scored(self, own_lock):
             self.clear()
 
     def remove(self) -> None:
@@ -190,6 +190,8 @@ def is_busy(state: RunState) -> bool:
     return any(is_locked(p) for p in (state.out_dir / LOCK_DIR).glob(f"{state.run_id}.*.lock"))
 
 
-def is_being_scored(state: RunState) -> bool:
-    """Whether a live process holds one of the run's shard locks: it may be reading the progress folder."""
-    return any(is_locked(p) for p in (state.out_dir / LOCK_DIR).glob(f"{state.run_id}.shard-*.lock"))
+def is_being_scored(state: RunState, own_lock: Path | None = None) -> bool:
+    """Whether a live process holds one of the run's shard locks (other than ``own_lock``, which this process
+    holds): it may be reading the progress folder."""
+    return any(is_locked(p) for p in (state.out_dir / LOCK_DIR).glob(f"{state.run_id}.shard-*.lock")
+               if p != own_lock)

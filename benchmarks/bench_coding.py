@@ -140,8 +140,15 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
     settings = resolve_settings(loaded, window=args.window)
     batch = batch_settings(args.batch_size or None, loaded, settings.window)
     sources = [Source(f"doc{i}", t.encode("utf-8")) for i, t in enumerate(docs)]
+    steps, last = [0], {}
+
+    def count_step(p: Any) -> None:  # the archive coder reports after every lockstep step (and once per chunk)
+        if p.symbols_done > last.get(p.chunk, 0):
+            steps[0] += 1
+        last[p.chunk] = p.symbols_done
+
     t, c = time.perf_counter(), time.process_time()
-    packed = compress_documents(loaded, sources, settings=settings, batch=batch)
+    packed = compress_documents(loaded, sources, settings=settings, batch=batch, progress=count_step)
     enc, enc_cpu = time.perf_counter() - t, time.process_time() - c
     t, c = time.perf_counter(), time.process_time()
     decoded = list(decode_archive(open_archive(packed.blob), loaded))
@@ -161,7 +168,8 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
             "ideal_bits": math.fsum(float(e["ideal_bits"]) for e in entries), "roundtrip_ok": ok,
             "worst_overhead_margin_bits": worst, "row_seconds": row, "load_seconds": load_s,
             "archive_bytes": packed.total_bytes, "header_and_index_bytes": packed.header_bytes,
-            "batch_size": batch.batch_size, "threads": args.threads,
+            "batch_size": batch.batch_size, "chunk_predictions": batch.chunk_predictions, "steps": steps[0],
+            "rows_per_step": sum(int(e["n_symbols"]) for e in entries) / max(steps[0], 1), "threads": args.threads,
             "methods": sorted({e["method"] for e in entries})}
 
 

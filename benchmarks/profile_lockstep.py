@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--pieces", type=int, default=128)
     parser.add_argument("--top", type=int, default=15)
+    parser.add_argument("--sort", default="tottime", help="pstats order: tottime (own time) or cumulative")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(HERE))
     import bench_coding as bc
@@ -55,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     n_symbols = sum(int(e["n_symbols"]) for e in packed.entries)
     print(f"{args.model}, batch {batch.batch_size}, {args.threads} thread(s), {len(sources)} pieces: "
           f"{n_symbols:,} symbols in {seconds:.1f} s under the profiler ({n_symbols / seconds:,.0f} tokens/s)")
-    pstats.Stats(profile).sort_stats("tottime").print_stats(args.top)
+    pstats.Stats(profile).sort_stats(args.sort).print_stats(args.top)
     return 0
 
 

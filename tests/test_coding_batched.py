@@ -101,7 +101,7 @@ def settings(tiny_loaded):
 @pytest.fixture(scope="module")
 def archives(tiny_loaded, settings):
     """MIX compressed at batch sizes 1, 3 and 16 (chunks of 5 documents, so two chunks)."""
-    return {b: compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(b, 5))
+    return {b: compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(b, 5, 1 << 16))
             for b in (1, 3, 16)}
 
 
@@ -155,7 +155,7 @@ def test_other_policies_in_lockstep(tiny_loaded):
     mix = [Source("a", b"x"), Source("b", b""), Source("c", MIX[2].data), Source("d", b"Hi there")]
     for first, end in (("uniform", "eos"), ("uniform", "none"), ("bos", "none")):
         s = resolve_settings(tiny_loaded, window=WINDOW, stride=5, first_token=first, end=end)
-        packed = compress_documents(tiny_loaded, mix, settings=s, batch=BatchSettings(3, 8))
+        packed = compress_documents(tiny_loaded, mix, settings=s, batch=BatchSettings(3, 8, 1 << 16))
         c = open_archive(packed.blob)
         assert [d.data for d in decode_archive(c, tiny_loaded)] == [m.data for m in mix]
         for e in c.entries:
@@ -374,7 +374,8 @@ def test_auto_batch_size_respects_the_kv_budget(tiny_loaded, monkeypatch):
     assert archive.auto_batch_size(tiny_loaded, WINDOW) == archive.AUTO_BATCH_CPU
     monkeypatch.setattr(archive, "KV_BUDGET_CPU", 512 * cache_capacity(WINDOW) * 5 + 100)
     assert archive.auto_batch_size(tiny_loaded, WINDOW) == 5
-    assert archive.batch_settings(None, tiny_loaded, WINDOW) == BatchSettings(5, 5 * archive.CHUNK_BATCHES)
+    # chunks of 8·B documents or 4096·B predictions
+    assert archive.batch_settings(None, tiny_loaded, WINDOW) == BatchSettings(5, 40, 20_480)
     with pytest.raises(InputError, match="--batch-size 0: must be >= 1"):
         archive.batch_settings(0, tiny_loaded, WINDOW)
 
@@ -383,7 +384,7 @@ def test_interrupted_compress_resumes_and_stale_progress_is_refused(tmp_path, ti
     """Interrupted after its first chunk (an exception in the progress callback, in-process), a compress resumes
     from OUTPUT.partial into the same bytes as an uninterrupted one; a progress directory left with other settings
     is refused unless --force (which then starts over)."""
-    batch = BatchSettings(2, 3)  # chunks of 3 documents: 3 chunks for MIX
+    batch = BatchSettings(2, 3, 1 << 16)  # chunks of 3 documents: 3 chunks for MIX
     reference = compress_documents(tiny_loaded, MIX, settings=settings, batch=batch, output=tmp_path / "ref.mdlz")
     out = tmp_path / "out.mdlz"
 
@@ -397,7 +398,7 @@ def test_interrupted_compress_resumes_and_stale_progress_is_refused(tmp_path, ti
     partial = tmp_path / "out.mdlz.partial"
     assert sorted(p.name for p in partial.iterdir()) == ["chunk-000000.mdlz", "header.json"] and not out.exists()
     with pytest.raises(InputError, match="other settings \\(differs in batch\\)"):
-        compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(3, 3), output=out)
+        compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(3, 3, 1 << 16), output=out)
     with pytest.raises(InputError, match="document 1 \\('x'\\) differs"):
         compress_documents(tiny_loaded, [MIX[0], Source("x", b"y"), *MIX[2:]], settings=settings, batch=batch,
                            output=out)
@@ -406,7 +407,7 @@ def test_interrupted_compress_resumes_and_stale_progress_is_refused(tmp_path, ti
     assert out.read_bytes() == (tmp_path / "ref.mdlz").read_bytes() and not partial.exists()
     assert reference.total_bytes == len(out.read_bytes())
     with pytest.raises(KeyboardInterrupt):  # a stale directory with other settings: --force starts over
-        compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(3, 3), output=out,
+        compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(3, 3, 1 << 16), output=out,
                            progress=stop_in_second_chunk)
     again = compress_documents(tiny_loaded, MIX, settings=settings, batch=batch, output=out, force=True)
     assert again.resumed_chunks == 0 and out.read_bytes() == (tmp_path / "ref.mdlz").read_bytes()

@@ -63,7 +63,7 @@ AUTO_BATCH_ACCELERATOR = 128
 KV_BUDGET_CPU = 2 << 30  # bytes of batch KV cache the auto batch size allows
 KV_BUDGET_ACCELERATOR = 8 << 30
 CHUNK_BATCHES = 8  # a chunk holds up to this many batches' worth of documents: the slots refill ~8 times
-CHUNK_PREDICTIONS = 1 << 16  # ... or this many predictions: the most work a kill -9 (or --doc) costs
+CHUNK_STEPS = 4096  # ... or B × this many predictions, the most work a kill -9 (or --doc) costs: ~this many steps
 PROGRESS_SUFFIX = ".partial"
 
 
@@ -80,7 +80,7 @@ class Source:
 class BatchSettings:
     batch_size: int
     chunk_docs: int
-    chunk_predictions: int = CHUNK_PREDICTIONS
+    chunk_predictions: int
 
 
 def auto_batch_size(model: CodingModel, window: int | None) -> int:
@@ -97,11 +97,14 @@ def auto_batch_size(model: CodingModel, window: int | None) -> int:
 
 
 def batch_settings(batch_size: int | None, model: CodingModel, window: int | None) -> BatchSettings:
-    """The recorded batch settings: ``batch_size`` (None: auto) and chunks of CHUNK_BATCHES batches."""
+    """The recorded batch settings: ``batch_size`` (None: auto) B, and chunks of CHUNK_BATCHES · B documents or
+    CHUNK_STEPS · B predictions. The prediction limit grows with B because a chunk ends in a drain (its last
+    documents finish one by one while the other rows are gone): with a fixed limit, a large batch gets chunks of
+    about one round of documents, mostly drain."""
     size = batch_size if batch_size is not None else auto_batch_size(model, window)
     if size < 1:
         raise InputError(f"--batch-size {size}: must be >= 1")
-    return BatchSettings(size, CHUNK_BATCHES * size)
+    return BatchSettings(size, CHUNK_BATCHES * size, CHUNK_STEPS * size)
 
 
 class ChunkProgress(NamedTuple):

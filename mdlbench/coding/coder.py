@@ -51,6 +51,7 @@ import pyarrow as pa
 
 from mdlbench.codelength import bytes_to_bits
 from mdlbench.coding.archive import (
+    CHUNK_STEPS,
     BatchSettings,
     Source,
     batch_settings,
@@ -71,7 +72,7 @@ from mdlbench.coding.identity import (
 from mdlbench.corpora import Document
 from mdlbench.tables import to_arrow
 
-FILE_BATCH = BatchSettings(1, 1)  # a single document: one slot, one chunk
+FILE_BATCH = BatchSettings(1, 1, CHUNK_STEPS)  # a single document: one slot, one chunk
 
 
 @dataclass(frozen=True, slots=True)

@@ -37,7 +37,7 @@ if TYPE_CHECKING:
 # columns in every table keyed by a run; runs.started_at/finished_at as UTC timestamps (strings before); integrity
 # records beside every file; context_curve, span_diff; prequential's learner shape (n_layer, d_model, d_ff,
 # ffn_ratio, n_params); the FFN lens tables (component_codes, ffn_activity, ffn_pruning).
-SCHEMA_VERSION = "3"
+SCHEMA_VERSION = "4"
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"
 
@@ -132,6 +132,7 @@ TABLES: dict[str, tuple[str, pa.Schema]] = {
         ("wall_seconds", _f64), ("config_json", _str),
         # The learner's shape (mdl.params.architecture, count_parameters of the built model); null in older rows.
         ("n_layer", _i64), ("d_model", _i64), ("d_ff", _i64), ("ffn_ratio", _f64), ("n_params", _i64),
+        ("finished_at", _ts),  # when this seed's estimate finished (UTC); null in older rows
     ])),
     # Real range coding of a run's first documents, in one lockstep archive (coding/coder.py,
     # `run --verify-coding N|all`).

@@ -212,6 +212,11 @@ def test_run_with_prequential_uses_the_byte_alphabet(tmp_path, jsonl_corpus):
     assert sorted(preq["seed"]) == [0, 1] and set(preq["vocab_size"]) == {257}
     assert set(preq["n_tokens"]) == {n_bytes + len(TEXTS)}  # one token per byte + one separator per document
     assert (preq["bits_per_byte"] == preq["prequential_bits"] / preq["n_bytes"]).all()
+    # Each seed's row says when it finished, and `ls` shows the later one as the run's "when".
+    finished = preq.set_index("seed")["finished_at"]
+    assert finished[0] <= finished[1] and (finished.dt.tz is not None)
+    _, listing, _ = run_cli("ls", str(out))
+    assert listing.splitlines()[-1].endswith(str(finished[1]))
     code, _, err = run_cli("run", "-m", "uniform-bytes", "-c", str(jsonl_corpus), "--prequential",
                            "--prequential-tokenizer", str(tmp_path / "nope"), "--out", str(tmp_path / "bad"))
     assert code == 2 and "--tokenizer" in err and "not a folder" in err

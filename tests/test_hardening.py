@@ -132,6 +132,56 @@ def test_a_bad_parameter_code_is_refused_before_scoring(tmp_path, tiny_model_dir
         assert not out.exists()
 
 
+def _sliding_window_model(folder: Path) -> Path:
+    """A 1-layer Mistral that attends within 8 tokens, with GPT-2's tokenizer."""
+    import torch
+    from conftest import gpt2_tokenizer
+    from transformers import MistralConfig, MistralForCausalLM
+
+    torch.manual_seed(0)
+    MistralForCausalLM(MistralConfig(vocab_size=50257, hidden_size=16, intermediate_size=32, num_hidden_layers=1,
+                                     num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=64,
+                                     sliding_window=8, bos_token_id=50256, eos_token_id=50256)).save_pretrained(folder)
+    gpt2_tokenizer().save_pretrained(folder)
+    return folder
+
+
+def test_what_an_extra_would_refuse_is_refused_before_the_run_writes(tmp_path, tiny_model_dir):
+    """--verify-coding and --lens run after the run's tables are committed; what they would refuse (a coding
+    window wider than the model's sliding window; pruning, which is cross-fitted over two folds of documents, on a
+    one-document corpus) fails first, with nothing written."""
+    one = _jsonl(tmp_path / "one.jsonl", [_line(_record(0))])
+    two = _jsonl(tmp_path / "two.jsonl", [_line(_record(i)) for i in range(2)])
+    cases = [(_sliding_window_model(tmp_path / "mistral"), two, ["--window", "16", "--verify-coding", "1"],
+              "sliding window of 8 tokens"), (tiny_model_dir, one, ["--lens"], "fall in one fold")]
+    for model, corpus, flags, words in cases:
+        out = tmp_path / "out"
+        code, _, stderr = run_cli("run", "-m", model, "-c", corpus, *flags, "--baselines", "none", "--quiet",
+                                  "--out", out)
+        assert code == 2 and words in _one_error_line(stderr), stderr
+        assert not out.exists()
+
+
+def test_an_extra_that_fails_after_the_run_keeps_the_run(tmp_path, tiny_model_dir):
+    """A streamed corpus is not read in advance, so the lens finds its one-fold corpus only after the run is
+    committed: the run stays (status done, its tables readable), the error is one line and the exit code 2, and a
+    rerun does not score the run again."""
+    one = _jsonl(tmp_path / "one.jsonl", [_line(_record(0))])
+    out = tmp_path / "out"
+    args = ["run", "-m", tiny_model_dir, "-c", "hf:json:train", "--data-files", one, "--lens", "--baselines", "none",
+            "--quiet", "--json", "--out", out]
+    for attempt in range(2):
+        code, stdout, stderr = run_cli(*args)
+        error = " ".join(stderr[stderr.index("error:"):].split())  # the log wraps long lines to the console
+        assert code == 2 and stderr.count("error:") == 1 and "fall in one fold" in error, stderr
+        assert "the run's tables are committed" in error
+        (line,) = stdout.splitlines()
+        outcome = json.loads(line)
+        assert outcome["status"] == ("done" if attempt == 0 else "reused") and outcome["n_docs"] == 1
+        assert "fall in one fold" in outcome["message"]
+    assert len(pd.read_parquet(out / "runs")) == 1 and len(pd.read_parquet(out / "documents")) == 1
+
+
 @pytest.mark.parametrize("corpus_lines,extra", [([], []), ([_line(_record(0))], ["--max-bytes", "3"])])
 def test_a_corpus_without_documents_is_refused(tmp_path, corpus_lines, extra):
     corpus = _jsonl(tmp_path / "c.jsonl", corpus_lines)

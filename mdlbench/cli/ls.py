@@ -58,8 +58,9 @@ def main(args: argparse.Namespace) -> int:
         damaged = health.get(str(run_id), [])
         status = f"damaged ({', '.join(damaged)})" if damaged else (
             f"prequential {first['estimator']}, {len(seeds)} seed{'s' * (len(seeds) != 1)}")
+        finished = seeds["finished_at"].dropna()  # null in rows written before the column existed
         rows.append([str(run_id), str(first["model"]), first["corpus"], status, int(first["n_documents"]), bpb,
-                     ""])
+                     finished.max() if len(finished) else ""])
         listed.add(str(run_id))
     for state, meta in runs_in_progress(folder):
         if state.run_id in listed:

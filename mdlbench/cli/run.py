@@ -168,7 +168,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _exit_code(outcomes: list[RunOutcome]) -> int:
-    failed = [o for o in outcomes if o.status == "failed"]
+    failed = [o for o in outcomes if o.status == "failed" or o.exit_code]  # a run, or one of its extras
     if not failed:
         return EXIT_OK
     if len(failed) == len(outcomes):

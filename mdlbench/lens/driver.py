@@ -205,6 +205,29 @@ class LensResult:
     collector: activity.ActivityCollector | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class LensInputs:
+    layout: FfnLayout
+    groups: Sequence[components.ComponentGroup]
+    plan: Plan
+    folds: dict[str, int]  # doc_id -> cross-fitting fold
+
+
+def lens_inputs(model: Any, corpus: Corpus, settings: LensSettings) -> LensInputs:
+    """The model's FFN layout, its component groups, the pass plan and each document's fold; InputError for
+    what the lens cannot do (an unsupported model type; pruning when every document falls in one fold), so that
+    ``run --lens`` can refuse it before the run writes anything."""
+    layout = ffn_layout(model)
+    groups = components.component_groups(model)
+    plan = make_plan(groups, layout, settings)
+    folds = {doc.doc_id: fold_of_document(doc) for doc in corpus.documents()}
+    if plan.prune_variants and len({*folds.values()}) < 2:
+        raise InputError(f"pruning is cross-fitted (rank on one fold, score the other) but all {len(folds)} "
+                         f"documents of {corpus.name} fall in one fold (sha256(doc)[0] mod 2); give a corpus with "
+                         "more documents or pass --prune none")
+    return LensInputs(layout, groups, plan, folds)
+
+
 class Lens:
     """The lens on one loaded model and one corpus, attached to the planned run of that pair (``mdlbench lens``
     builds it in run/lens.py, ``lens = true`` in run/execute.py after the run).
@@ -225,15 +248,9 @@ class Lens:
         self.settings = settings
         self.out_dir = Path(out_dir)
         self.log = log
-        self.layout = ffn_layout(self.model)  # InputError for an unsupported model type, before anything runs
-        self.groups = components.component_groups(self.model)
-        self.plan = make_plan(self.groups, self.layout, settings)
-        self.folds = {doc.doc_id: fold_of_document(doc) for doc in corpus.documents()}
+        inputs = lens_inputs(self.model, corpus, settings)  # InputError for what the lens cannot do
+        self.layout, self.groups, self.plan, self.folds = inputs.layout, inputs.groups, inputs.plan, inputs.folds
         self.fold_docs = [sum(1 for f in self.folds.values() if f == k) for k in (0, 1)]
-        if self.plan.prune_variants and min(self.fold_docs) == 0:
-            raise InputError(f"pruning is cross-fitted (rank on one fold, score the other) but all "
-                             f"{len(self.folds)} documents of {corpus.name} fall in one fold (sha256(doc)[0] mod 2); "
-                             "give a corpus with more documents or pass --prune none")
         self.timer = Timer()
         self.chunk_docs = options.checkpoint_docs
         self._base_bits: dict[int, float] = {}  # of the base pass, filled by run()

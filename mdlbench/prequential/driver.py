@@ -11,6 +11,7 @@ import json
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -256,7 +257,8 @@ def run_prequential_for_corpus(corpus: Any, *, config: PrequentialConfig | Mappi
         blocks += block_rows(result, model=label, corpus=data.name)
         summaries.append(summary_row(result, model=label, corpus=data.name, n_documents=len(data.doc_token_ids),
                                      program_bits=cost, config_json=config_json, conditional_on=conditional_on,
-                                     checkpoint_cost=checkpoint_cost, shape=shape))
+                                     checkpoint_cost=checkpoint_cost, shape=shape,
+                                     finished_at=datetime.now(timezone.utc).replace(microsecond=0)))
     if out_dir is not None:
         tables.commit(Path(out_dir), to_tables(run_id, blocks, summaries))
     return PrequentialRun(run_id, config_json, tuple(estimates), blocks, summaries, aggregate_seeds(summaries))

@@ -14,6 +14,7 @@ import json
 import math
 import statistics
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import pyarrow as pa
@@ -67,9 +68,10 @@ def block_rows(estimate: PrequentialEstimate, *, model: str, corpus: str) -> lis
 def summary_row(estimate: PrequentialEstimate, *, model: str, corpus: str, n_documents: int, program_bits: int,
                 config_json: str, conditional_on: str = "",
                 checkpoint_cost: tuple[str, float, int] | None = None,
-                shape: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                shape: Mapping[str, Any] | None = None, finished_at: datetime | None = None) -> dict[str, Any]:
     """One ``prequential`` row; ``checkpoint_cost`` = (param code, bits, parameters) of a pretrained start;
-    ``shape`` = n_layer, d_model, d_ff, ffn_ratio, n_params of the learner (``model_shape``)."""
+    ``shape`` = n_layer, d_model, d_ff, ffn_ratio, n_params of the learner (``model_shape``); ``finished_at``:
+    when the estimate finished (UTC)."""
     bits = estimate.prequential_bits
     return {"model": model, "corpus": corpus, "estimator": estimate.estimator, "mode": estimate.mode,
             "seed": estimate.seed, "n_documents": n_documents, "n_tokens": estimate.n_tokens,
@@ -83,7 +85,7 @@ def summary_row(estimate: PrequentialEstimate, *, model: str, corpus: str, n_doc
             "checkpoint_param_bits": checkpoint_cost[1] if checkpoint_cost else None,
             "checkpoint_n_params": checkpoint_cost[2] if checkpoint_cost else None,
             "wall_seconds": estimate.wall_seconds, "config_json": config_json,
-            **{k: (shape or {}).get(k) for k in SHAPE_COLUMNS}}
+            **{k: (shape or {}).get(k) for k in SHAPE_COLUMNS}, "finished_at": finished_at}
 
 
 SHAPE_COLUMNS = ("n_layer", "d_model", "d_ff", "ffn_ratio", "n_params")

@@ -289,6 +289,7 @@ def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist:
         return pair.reused
     plan = pair.slot.plan(pair.corpus, log)
     if leader_extras:
+        _check_extras(plan, pair.corpus, options)
         # Baselines start once a run on the corpus is known to be valid: bad input writes nothing.
         baselines.start(pair.corpus)
     state = RunState(out_dir, plan.run_id)
@@ -302,8 +303,32 @@ def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist:
     if outcome.status in ("done", "reused"):
         outcome.corpus_sha256 = str(_runs_row(out_dir, plan.run_id).get("corpus_sha256", ""))
         if leader_extras:
-            _add_extras(plan, outcome, pair.corpus, options, out_dir, baselines, log)
+            try:
+                _add_extras(plan, outcome, pair.corpus, options, out_dir, baselines, log)
+            except MdlbenchError as exc:
+                # Found only after the run (a streamed corpus): the run's own tables are committed and stay; the
+                # outcome carries the error and its exit code, and a rerun adds only what is missing.
+                outcome.message, outcome.exit_code = f"{exc} (the run's tables are committed; a rerun adds only " \
+                                                     "the missing extras)", exc.exit_code
+                log(f"error: {pair.label}: {outcome.message}")
     return outcome
+
+
+def _check_extras(plan: PlannedRun, corpus: Corpus, options: RunOptions) -> None:
+    """What the run's extras would refuse, checked before the run writes anything: the coding settings of
+    ``--verify-coding`` and, on a corpus read in advance, what ``--lens`` needs."""
+    if plan.loaded is None:
+        return
+    if options.verify_coding:
+        from mdlbench.coding.identity import resolve_settings
+
+        scorer: Any = plan.scorer
+        resolve_settings(plan.loaded, window=scorer.window, stride=scorer.stride,
+                         first_token=scorer.settings.first_token, end=scorer.settings.end)
+    if options.lens and not corpus.streamed:
+        from mdlbench.lens.driver import LensSettings, lens_inputs
+
+        lens_inputs(plan.loaded.model, corpus, LensSettings())
 
 
 def run_benchmark(model_specs: Sequence[str | ModelEntry], corpus_specs: Sequence[str | CorpusEntry],

@@ -195,7 +195,8 @@ def test_builtin_default_model_scores_real_text(tmp_path):
     coding = pd.read_parquet(out / "coding").iloc[0]
     assert coding["roundtrip_ok"] and abs(coding["coded_bits"] - coding["ideal_bits"]) <= 64 + 1e-3 * coding[
         "ideal_bits"]
-    assert coding["ideal_bits"] == pytest.approx(docs.iloc[0]["code_length_bits"], rel=1e-5)
+    # float32 rows normalized by their float64 sum: ~1e-8 measured (without it, 2e-6 to 5e-6 below the run's bits)
+    assert coding["ideal_bits"] == pytest.approx(docs.iloc[0]["code_length_bits"], rel=1e-6)
 
 
 def test_run_with_prequential_uses_the_byte_alphabet(tmp_path, jsonl_corpus):

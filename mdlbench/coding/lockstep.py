@@ -18,7 +18,7 @@ plan.py fixes which document each batch row holds at each step. Per step:
 Rows: the last position's logits of all rows, as one (R, V) float32 tensor (head.py); ``p = softmax(logits)`` in
 float32, then each row's symbol is coded in two levels, its block and its place in the block (rows.py), all
 handed to constriction without a float64 copy (its Categorical gives every entry at least 2^-24 of the 24-bit
-range). Ideal bits are −log2 p[target] of those same rows in float64.
+range). Ideal bits are −log2 (p[target] / Σ p) of those same rows in float64 (rows.ideal_bits).
 
 Each document has its own range coder, so its payload decodes on its own given the chunk's rows; a row's values
 depend on the batch layout (shape, padding) but not on the values in other rows, so both sides must replay the
@@ -449,7 +449,7 @@ def _code_rows(side: _EncodeSide | _DecodeSide, rows_docs: list[int], us: list[i
     if encoding:
         targets = torch.tensor([docs[d].stream[u + 1] for d, u in zip(rows_docs, us, strict=True)],
                                dtype=torch.long, device=p.device)
-        bits = ideal_bits(logits, p, targets).cpu().numpy()
+        bits = ideal_bits(logits, p, targets, masses).cpu().numpy()
         targets_np = targets.cpu().numpy().astype(np.int32)
         blocks_np, inner_np = np.divmod(targets_np, np.int32(block))
         for r, (d, u) in enumerate(zip(rows_docs, us, strict=True)):

@@ -18,8 +18,8 @@ step, with a KV cache, so one forward serves B symbols. Coder: constriction 0.5'
 (32-bit words, 24-bit probabilities) with ``Categorical(perfect=False)``, one coder per document, so
 ``coded_bits = 8 * payload_bytes`` is a multiple of 32 per document; each token is coded in two levels, its block
 of ⌈√V⌉ ids and its place in the block (rows.py). ``ideal_bits`` is Σ −log2 p of the float32 softmax rows the
-coder is given, i.e. the code length ``mdlbench run`` measures up to the KV-cache vs batched-forward rounding
-(README: within 1e-6 relative for the tiny test models, a few 1e-6 for SmolLM2).
+coder is given, each normalized by its float64 sum (rows.ideal_bits), i.e. the code length ``mdlbench run``
+measures up to the KV-cache vs batched-forward rounding (README: within 1e-6 relative, tested).
 
 Fallback: bytes that are not valid UTF-8, text the tokenizer does not round-trip, or token ids outside the
 model's output layer are stored as raw bytes (method "raw-bytes": exactly 8 bits per byte, which is the uniform

@@ -16,10 +16,12 @@ from collections.abc import Callable
 from typing import TextIO
 
 from mdlbench.config import ProgressMode
+from mdlbench.console import CONSOLE_WIDTH, fit_line, middle_ellipsis
 
 Log = Callable[[str], None]  # one line of progress for a person (the bar and JSON modes are Progress's)
 INTERVAL_TTY_S = 0.2
 INTERVAL_LOG_S = 2.0
+MIN_LABEL = 24  # characters of a label kept however long the counts are
 
 
 def format_seconds(seconds: float) -> str:
@@ -33,8 +35,9 @@ def format_seconds(seconds: float) -> str:
 
 
 def log_to_stderr(message: str) -> None:
-    """The default ``Log``: one line on stderr, flushed (progress and notes; results never go there)."""
-    print(message, file=sys.stderr, flush=True)
+    """The default ``Log``: one message on stderr, wrapped to the console width, flushed (progress and notes;
+    results never go there)."""
+    print(fit_line(message), file=sys.stderr, flush=True)
 
 
 def byte_unit(n_bytes: float) -> tuple[str, float]:
@@ -118,7 +121,7 @@ class Progress:
             done = f"{self.done[key] / scale:{fmt}}"
             return done + (f"/{total / scale:{fmt}}" if total else "")
 
-        parts = [f"{self.label}:"]
+        parts: list[str] = []
         if self.done["docs"] or self.totals["docs"]:
             parts.append(f"{of('docs')} docs,")
         if self.done["bytes"] or self.totals["bytes"]:
@@ -129,10 +132,15 @@ class Progress:
         elif self.done["bytes"]:
             parts.append(f"{self.done['bytes'] / 1e6 / max(float(s['elapsed_seconds']), 1e-9):,.1f} MB/s")
         text = " ".join(parts).rstrip(",")
-        if final:
-            return f"{text}, done in {format_seconds(float(s['elapsed_seconds']))}"
         eta = s["eta_seconds"]
-        return f"{text}, ETA {format_seconds(float(eta))}" if eta is not None else text
+        if final:
+            text = f"{text}, done in {format_seconds(float(s['elapsed_seconds']))}"
+        elif eta is not None:
+            text = f"{text}, ETA {format_seconds(float(eta))}"
+        # One line at most CONSOLE_WIDTH wide: a long label (model × corpus names) is cut in the middle, the counts
+        # never (the bar rewrites its line in place, so it must not wrap).
+        label = middle_ellipsis(self.label, max(CONSOLE_WIDTH - len(text) - 2, MIN_LABEL))
+        return f"{label}: {text}" if text else f"{label}:"
 
     def _print(self, final: bool) -> None:
         if self.mode == "json":

@@ -93,3 +93,11 @@ def test_progress_eta_counts_down_between_chunk_updates():
     big = Progress("run", total_bytes=2_500_000, stream=io.StringIO())
     big.update(1, 1_250_000, 10)
     assert "1.25/2.50 MB," in big.line()  # the unit follows the total
+    # A label longer than the console is cut in the middle; the counts stay whole and the line fits 120 columns.
+    label = "m" * 70 + "-step-1000 × " + "c" * 70
+    long = Progress(label, total_docs=3, total_bytes=2_500_000, stream=io.StringIO())
+    long.update(1, 1_250_000, 10)
+    line = long.line(final=True)
+    assert len(line) == 120 and line.startswith("m" * 20) and "…" in line
+    assert line.endswith(": 1/3 docs, 1.25/2.50 MB, 10 tokens, " + line.split(" tokens, ")[1])
+    assert line.split(":")[0].endswith("c" * 20)

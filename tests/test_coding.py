@@ -175,10 +175,11 @@ def test_corrupted_files_are_refused(tiny_loaded, packed):
 
 
 def test_verify_coding_matches_the_batched_scorer(tiny_loaded):
-    """ideal_bits (KV-cache incremental pass, float32 softmax rows normalized by their float64 sum) vs HFScorer (one batched forward per window,
-    float64 log-softmax) on the same stream and windows: within 1e-6 relative (measured 1e-11 to 4e-10; the two
-    forwards differ in float32 rounding only). The tiny model's context is 64; the first two documents fit in one
-    window of 64, the third spans several windows of 16 and agrees as well: the coder uses the same window plan."""
+    """ideal_bits (KV-cache incremental pass, float32 softmax rows normalized by their float64 sum) vs HFScorer
+    (one batched forward per window, float64 log-softmax) on the same stream and windows: within 1e-6 relative
+    (measured 1e-11 to 4e-10; the two forwards differ in float32 rounding only). The tiny model's context is 64; the
+    first two documents fit in one window of 64, the third spans several windows of 16 and agrees as well: the
+    coder uses the same window plan."""
     from mdlbench.config import ScoringSettings
     from mdlbench.scoring.hf import HFScorer
     from mdlbench.tables import TABLES

@@ -16,7 +16,7 @@ CORPUS_NAME = "a-corpus-file-with-a-long-descriptive-name-part-000001.jsonl"
 
 
 def test_every_console_line_fits_120_columns_with_long_names(tmp_path, tiny_model_dir, monkeypatch):
-    from mdlbench.cli.fmt import CONSOLE_WIDTH
+    from mdlbench.console import CONSOLE_WIDTH
 
     assert len(MODEL_NAME) == len(CORPUS_NAME) == 60 and CONSOLE_WIDTH == 120
     monkeypatch.chdir(tmp_path)  # names as a user types them; a path longer than a line is printed whole
@@ -28,21 +28,22 @@ def test_every_console_line_fits_120_columns_with_long_names(tmp_path, tiny_mode
                                              "n_positions": 64}))
     Path("cfg.json").write_text(json.dumps({"context_tokens": 32, "min_steps": 1}))
     out = Path("out")
+    # Not --quiet: progress lines (a plain line per update off a terminal) and log lines are checked too.
     commands = [
-        ["baselines", "-c", corpus, "--out", out, "--quiet"],
-        ["prequential", "-c", corpus, "--arch", "arch.json", "--config", "cfg.json",
-         "--seeds", "0,1", "--out", out, "--quiet"],
-        ["compress", corpus, "-m", model, "--window", "32", "--threads", "1", "-o", "c.mdlz",
-         "--quiet"],
+        ["baselines", "-c", corpus, "--out", out],
+        ["prequential", "-c", corpus, "--arch", "arch.json", "--config", "cfg.json", "--seeds", "0,1", "--out", out],
+        ["compress", corpus, "-m", model, "--window", "32", "--threads", "1", "-o", "c.mdlz"],
+        ["decompress", "c.mdlz", "-o", "restored.jsonl"],
         ["run", "-m", model, "-c", corpus, "--window", "32", "--out", out, "--baselines", "gzip-9,zstd-19-dict",
-         "--explain", "--quiet"],
+         "--explain", "--verify-coding", "all"],
+        ["lens", "-m", model, "-c", corpus, "--window", "32", "--out", out, "--bits", "8,2", "--prune", "0.5"],
         ["ls", out],
     ]
     wide, printed = [], {}
     for argv in commands:
         code, stdout, stderr = run_cli(*argv)
         assert code == 0, stderr
-        lines = (stdout + stderr).splitlines()
+        lines = (stdout + stderr).replace("\r", "\n").splitlines()
         assert lines, argv[0]
         printed[argv[0]] = stdout
         wide += [f"{argv[0]} ({len(line)}): {line}" for line in lines if len(line) > CONSOLE_WIDTH]

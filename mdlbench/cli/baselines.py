@@ -14,7 +14,8 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from mdlbench.cli.args import add_corpus_args, add_out_arg, add_progress_args, corpus_kwargs, names, results_dir
-from mdlbench.cli.fmt import fit_line, format_notes, format_table
+from mdlbench.cli.fmt import format_notes, format_table
+from mdlbench.console import fit_line
 from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
 
 

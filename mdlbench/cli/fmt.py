@@ -8,24 +8,14 @@ from collections.abc import Sequence
 from typing import Any
 
 from mdlbench.codelength import BITS_PER_BYTE
+from mdlbench.console import CONSOLE_WIDTH, middle_ellipsis
 from mdlbench.progress import byte_unit
-
-CONSOLE_WIDTH = 120  # console summaries and notes fit a terminal this wide
 
 
 def _cell(v: object) -> str:
     if isinstance(v, float):
         return "—" if math.isnan(v) else f"{v:,.4f}" if abs(v) < 1000 else f"{v:,.0f}"
     return str(v)
-
-
-def middle_ellipsis(text: str, width: int) -> str:
-    """At most ``width`` characters, cut in the middle with "…" so that both ends stay (a model's family and its
-    checkpoint step). Example: middle_ellipsis("model-step-1000", 9) == "mode…1000"."""
-    if len(text) <= width:
-        return text
-    tail = (width - 1) // 2
-    return text[: width - 1 - tail] + "…" + (text[-tail:] if tail else "")
 
 
 def _split_header(h: str) -> tuple[str, str] | None:
@@ -108,9 +98,3 @@ def wrap_lines(lines: Sequence[str], *, first: str = "", indent: int = 0, width:
     return "\n".join(textwrap.fill(line, width, initial_indent=first.ljust(indent) if i == 0 else pad,
                                    subsequent_indent=pad, break_long_words=False, break_on_hyphens=False)
                      for i, line in enumerate(lines))
-
-
-def fit_line(text: str, *, indent: int = 2, width: int = CONSOLE_WIDTH) -> str:
-    """One console line as it was when it fits ``width``; longer, it wraps between words with later lines indented
-    by ``indent`` (a path or another word longer than a line is kept whole)."""
-    return textwrap.fill(text, width, subsequent_indent=" " * indent, break_long_words=False, break_on_hyphens=False)

@@ -16,6 +16,7 @@ from mdlbench.cli.args import add_out_arg, add_progress_args, non_negative_int, 
 from mdlbench.cli.fmt import format_table
 from mdlbench.cli.run import add_scoring_arguments, scoring_options
 from mdlbench.config import RunOptions
+from mdlbench.console import fit_line
 from mdlbench.progress import log_to_stderr
 
 if TYPE_CHECKING:
@@ -65,7 +66,7 @@ def _mbit(bits: float) -> float:
 
 def print_summary(result: LensResult, out_dir: Path) -> None:
     comp = [r for r in result.component_rows if r["layer"] == -1]
-    print(f"lens of run {result.run_id} -> {out_dir}")
+    print(fit_line(f"lens of run {result.run_id} -> {out_dir}"))
     if comp:
         print("\ncomponent codes (one component at k bits, the rest as stored; bits 0 = as stored):")
         print(format_table(
@@ -73,9 +74,9 @@ def print_summary(result: LensResult, out_dir: Path) -> None:
             [[r["component"], r["n_params"], r["bits"], _mbit(r["param_bits"]), _mbit(r["param_bits_reference"]),
               r["delta_data_bits"], r["net_bits_saved"]] for r in comp]))
     for r in result.two_part_rows:
-        print(f"\n{r['param_code']}: model {_mbit(r['model_bits']):.3f} Mbit + tokenizer "
-              f"{_mbit(r['tokenizer_bits']):.3f} Mbit + data {r['data_bits']:,.1f} bits = "
-              f"{r['total_bits_per_byte']:.4f} bits/byte ({r['detail']})")
+        print("\n" + fit_line(f"{r['param_code']}: model {_mbit(r['model_bits']):.3f} Mbit + tokenizer "
+                                f"{_mbit(r['tokenizer_bits']):.3f} Mbit + data {r['data_bits']:,.1f} bits = "
+                                f"{r['total_bits_per_byte']:.4f} bits/byte ({r['detail']})"))
     overall = [r for r in result.activity_rows if r["domain"] == ""]
     if overall:
         print("\nFFN activity per layer (all documents; rule: " + overall[0]["active_rule"] + "):")
@@ -91,4 +92,4 @@ def print_summary(result: LensResult, out_dir: Path) -> None:
                            [[r["criterion"], r["fraction"], r["layer"], r["neurons_removed"], r["param_bits_saved"],
                              r["delta_data_bits"], r["net_bits_saved"]] for r in result.pruning_rows]))
     times = ", ".join(f"{k} {v:.1f} s" for k, v in result.timer.parts.items() if not math.isnan(v))
-    print(f"\nwall time: {times}")
+    print("\n" + fit_line(f"wall time: {times}"))

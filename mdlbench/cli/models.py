@@ -12,8 +12,9 @@ import json
 import textwrap
 from typing import Any
 
-from mdlbench.cli.fmt import CONSOLE_WIDTH, fmt_bytes, wrap_lines
+from mdlbench.cli.fmt import fmt_bytes, wrap_lines
 from mdlbench.config import DEFAULT_MODEL, UNIFORM_BYTES
+from mdlbench.console import CONSOLE_WIDTH
 from mdlbench.scoring.identity import (
     DEFAULT_GGUF,
     DEFAULT_HUB_ID,

@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from mdlbench.cli.args import add_corpus_args, add_out_arg, add_progress_args, corpus_kwargs, results_dir
-from mdlbench.cli.fmt import fit_line, format_table
+from mdlbench.cli.fmt import format_table
 from mdlbench.config import DEFAULT_CORPUS
+from mdlbench.console import fit_line
 from mdlbench.errors import InputError
 
 

@@ -26,8 +26,9 @@ from mdlbench.cli.args import (
     positive_int,
     results_dir,
 )
-from mdlbench.cli.fmt import describe_two_part, fit_line, fmt_bytes, format_table, wrap_lines
+from mdlbench.cli.fmt import describe_two_part, fmt_bytes, format_table, wrap_lines
 from mdlbench.config import DEFAULT_CORPUS, DEFAULT_MODELS, RUN_DEFAULT_CORPUS, RunOptions, default_out_dir
+from mdlbench.console import fit_line
 from mdlbench.errors import EXIT_OK, EXIT_RUN_FAILED, InputError
 
 if TYPE_CHECKING:

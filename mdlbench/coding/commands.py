@@ -47,13 +47,13 @@ from mdlbench.coding.archive import (
 from mdlbench.coding.container import SUFFIX
 from mdlbench.coding.identity import CodingModel, environment_warnings, resolve_settings
 from mdlbench.config import DEFAULT_MODEL, UNIFORM_BYTES, ProgressMode
+from mdlbench.console import CONSOLE_WIDTH
 from mdlbench.corpora.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES
 from mdlbench.errors import InputError
 from mdlbench.fsio import nearest_existing, require_writable, temporary_sibling, write_bytes_atomic
 from mdlbench.progress import Progress
 
 RECORD_SUFFIXES = JSONL_SUFFIXES + PARQUET_SUFFIXES
-SUMMARY_WIDTH = 120  # the console width the CLI keeps to (mdlbench.cli.fmt.CONSOLE_WIDTH; no CLI import here)
 CORPUS_OPTIONS = ("text_field", "id_field", "max_docs", "max_bytes", "data_files", "corpus_revision")
 
 
@@ -244,7 +244,7 @@ def _summary(name: str, output: Path, packed: Compressed, seconds: float, symbol
     bpb = f"{coded / n_bytes:.4f}" if n_bytes else "—"
     docs = f"{len(entries):,} documents, " if packed.header.get("kind") == "corpus" else ""
     # three lines that fit the console (120 columns): where, how big, how well coded
-    print(textwrap.fill(f"{name} -> {output}:", SUMMARY_WIDTH, subsequent_indent="  ", break_long_words=False,
+    print(textwrap.fill(f"{name} -> {output}:", CONSOLE_WIDTH, subsequent_indent="  ", break_long_words=False,
                         break_on_hyphens=False), file=out)
     print(f"  {docs}{n_bytes:,} bytes -> {packed.total_bytes:,} bytes (header and index {packed.header_bytes:,} + "
           f"payload {payload:,})", file=out)

@@ -180,6 +180,11 @@ def test_an_extra_that_fails_after_the_run_keeps_the_run(tmp_path, tiny_model_di
         assert outcome["status"] == ("done" if attempt == 0 else "reused") and outcome["n_docs"] == 1
         assert "fall in one fold" in outcome["message"]
     assert len(pd.read_parquet(out / "runs")) == 1 and len(pd.read_parquet(out / "documents")) == 1
+    # In a job of several runs, the others go on and the exit code is 3, as for a failed run.
+    code, stdout, _ = run_cli("run", "-m", tiny_model_dir, "-m", "uniform-bytes", "-c", "hf:json:train",
+                              "--data-files", one, "--lens", "--baselines", "none", "--quiet", "--json", "--out",
+                              tmp_path / "two")
+    assert code == 3 and [json.loads(x)["status"] for x in stdout.splitlines()] == ["done", "done"]
 
 
 @pytest.mark.parametrize("corpus_lines,extra", [([], []), ([_line(_record(0))], ["--max-bytes", "3"])])

@@ -70,28 +70,28 @@ ROW_REPEATS = 20
 # ---------------------------------------------------------------------------------------------------------------
 # Child processes: one path, one model
 # ---------------------------------------------------------------------------------------------------------------
-def _load(model_dir: str, threads: int) -> tuple[Any, float]:
+def _load(model_dir: str, threads: int, device: str = "cpu") -> tuple[Any, float]:
     import torch
 
     torch.set_num_threads(threads)
     from mdlbench.scoring.models import load_model
 
     t = time.perf_counter()
-    loaded = load_model(model_dir, device="cpu")
+    loaded = load_model(model_dir, device=device)
     return loaded, time.perf_counter() - t
 
 
-def _row_seconds(fn: Any, shape: tuple[int, int]) -> float:
-    """Median seconds per row of ``fn`` on fixed random logits of ``shape`` (rows, V)."""
+def _row_seconds(fn: Any, shape: tuple[int, int], device: str = "cpu") -> float:
+    """Median seconds per row of ``fn`` on fixed random logits of ``shape`` (rows, V) on ``device``."""
     import torch
 
     g = torch.Generator().manual_seed(0)
-    logits = torch.randn(shape, generator=g) * 4
+    logits = (torch.randn(shape, generator=g) * 4).to(device)
     times = []
     for _ in range(ROW_REPEATS):
         x = logits.clone()
         t = time.perf_counter()
-        fn(x)
+        fn(x)  # ends on the CPU (a numpy copy), so an accelerator's work is included
         times.append((time.perf_counter() - t) / shape[0])
     times.sort()
     return times[len(times) // 2]
@@ -136,7 +136,7 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
     from mdlbench.coding.identity import resolve_settings
     from mdlbench.coding.lockstep import probability_rows
 
-    loaded, load_s = _load(args.model_dir, args.threads)
+    loaded, load_s = _load(args.model_dir, args.threads, args.device)
     settings = resolve_settings(loaded, window=args.window)
     batch = batch_settings(args.batch_size or None, loaded, settings.window)
     sources = [Source(f"doc{i}", t.encode("utf-8")) for i, t in enumerate(docs)]
@@ -158,9 +158,10 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
     worst = max(8 * e["payload_bytes"] - e["ideal_bits"] - (64 + 1e-3 * e["ideal_bits"]) for e in entries)
 
     def rows(x: Any) -> None:
-        probability_rows(x).numpy()
+        probability_rows(x).cpu().numpy()
 
-    row = _row_seconds(rows, (batch.batch_size, loaded.vocab_size))
+    row = _row_seconds(rows, (batch.batch_size, loaded.vocab_size), args.device)
+    n_bytes = sum(len(s.data) for s in sources)
     return {"path": "new", "n_docs": len(docs), "n_bytes": sum(len(s.data) for s in sources),
             "n_symbols": sum(int(e["n_symbols"]) for e in entries), "encode_seconds": enc, "decode_seconds": dec,
             "encode_cpu_seconds": enc_cpu, "decode_cpu_seconds": dec_cpu,
@@ -168,6 +169,8 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
             "ideal_bits": math.fsum(float(e["ideal_bits"]) for e in entries), "roundtrip_ok": ok,
             "worst_overhead_margin_bits": worst, "row_seconds": row, "load_seconds": load_s,
             "archive_bytes": packed.total_bytes, "header_and_index_bytes": packed.header_bytes,
+            "device": args.device,
+            "megabytes_per_second": {"encode": n_bytes / enc / 1e6, "decode": n_bytes / dec / 1e6},
             "batch_size": batch.batch_size, "chunk_predictions": batch.chunk_predictions, "steps": steps[0],
             "rows_per_step": sum(int(e["n_symbols"]) for e in entries) / max(steps[0], 1), "threads": args.threads,
             "methods": sorted({e["method"] for e in entries})}
@@ -247,7 +250,8 @@ def run_child(tool: str, model_dir: Path, docs: list[str], args: argparse.Namesp
     env = {**os.environ, "PYTHONPATH": str(old_checkout(Path(args.cache_dir)) if tool == "old" else ROOT)}
     cmd = [sys.executable, str(Path(__file__).resolve()), "--tool", tool, "--model-dir", str(model_dir),
            "--docs", str(docs_file), "--result", str(result), "--threads", str(threads),
-           "--window", str(WINDOW), "--batch-size", str(args.batch_size)]
+           "--window", str(WINDOW), "--batch-size", str(args.batch_size)] + (
+               ["--device", args.device] if tool == "new" else [])
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.timeout)
     if proc.returncode != 0 or not result.is_file():
         raise RuntimeError(f"{tool} failed ({proc.returncode}): {proc.stderr[-2000:]}")
@@ -338,14 +342,18 @@ def markdown(results: list[dict[str, Any]]) -> str:
             archive = f"{x['archive_bytes']:,} B ({x['header_and_index_bytes']:,})" if new else "—"
             classical = f"{best_name} {best:,} B" if new else "—"
             model = f"{r['model_code']} {r['model_bytes'] / 1e6:.1f} MB" if new else "—"
-            path = "lockstep" if new else f"today ({OLD_COMMIT})"
+            device = x.get("device", "cpu")
+            path = ("lockstep" + (f" ({device})" if device != "cpu" else "")) if new else f"today ({OLD_COMMIT})"
             ok = " ✓" if x["worst_overhead_margin_bits"] <= 0 else " ✗"
             lines.append(f"| {r['model']} | {path} | {x['batch_size']} | {x['threads']} | {x['n_docs']} | "
                          f"{rate['encode']:,.0f} | {rate['decode']:,.0f} | {speed} | {x['row_seconds'] * 1e6:.0f} | "
                          f"{over:+,.0f} bits ({rel:+.3%}){ok} | {archive} | {classical} | {model} |")
     best = "; ".join(f"{r['model']} {r['speedup_best']['encode']:.1f}× / {r['speedup_best']['decode']:.1f}×"
                      for r in results)
-    return "\n".join(lines) + f"\n\nBest lockstep rate over the best rate of today's path (encode / decode): {best}."
+    mb = "; ".join(f"{r['model']} {x['megabytes_per_second']['encode']:.3f} / {x['megabytes_per_second']['decode']:.3f}"
+                   for r in results for x in r["runs"] if x["path"] == "new")
+    return "\n".join(lines) + (f"\n\nBest lockstep rate over the best rate of today's path (encode / decode): {best}."
+                                f"\nLockstep MB/s of document bytes (encode / decode): {mb}.")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -353,7 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", default="tiny,smollm2", help="comma-separated: tiny, smollm2")
     parser.add_argument("--threads", default="1",
                         help="torch CPU threads, comma-separated: each path runs at each count (e.g. 1,2)")
-    parser.add_argument("--batch-size", type=int, default=0, help="lockstep batch (default: the CPU auto size)")
+    parser.add_argument("--batch-size", type=int, default=0, help="lockstep batch (default: the auto size)")
+    parser.add_argument("--device", default="cpu", help="the lockstep path's device, e.g. cuda (today's path runs "
+                        "on the CPU: its ratio is a CPU comparison only with --device cpu)")
     for name, (n_docs, doc_b, old_b) in MODELS.items():
         parser.add_argument(f"--{name}-docs", type=int, default=None, help=f"new path: pieces ({n_docs})")
         parser.add_argument(f"--{name}-doc-bytes", type=int, default=None,

@@ -162,8 +162,9 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
 
     row = _row_seconds(rows, (batch.batch_size, loaded.vocab_size), args.device)
     n_bytes = sum(len(s.data) for s in sources)
-    return {"path": "new", "n_docs": len(docs), "n_bytes": sum(len(s.data) for s in sources),
-            "n_symbols": sum(int(e["n_symbols"]) for e in entries), "encode_seconds": enc, "decode_seconds": dec,
+    n_symbols = sum(int(e["n_symbols"]) for e in entries)  # = predictions: the benchmark's streams start with BOS
+    return {"path": "new", "n_docs": len(docs), "n_bytes": n_bytes, "n_symbols": n_symbols,
+            "encode_seconds": enc, "decode_seconds": dec,
             "encode_cpu_seconds": enc_cpu, "decode_cpu_seconds": dec_cpu,
             "coded_bits": 8 * sum(int(e["payload_bytes"]) for e in entries),
             "ideal_bits": math.fsum(float(e["ideal_bits"]) for e in entries), "roundtrip_ok": ok,
@@ -172,7 +173,7 @@ def child_new(args: argparse.Namespace, docs: list[str]) -> dict[str, Any]:
             "device": args.device,
             "megabytes_per_second": {"encode": n_bytes / enc / 1e6, "decode": n_bytes / dec / 1e6},
             "batch_size": batch.batch_size, "chunk_predictions": batch.chunk_predictions, "steps": steps[0],
-            "rows_per_step": sum(int(e["n_symbols"]) for e in entries) / max(steps[0], 1), "threads": args.threads,
+            "rows_per_step": n_symbols / max(steps[0], 1), "threads": args.threads,
             "methods": sorted({e["method"] for e in entries})}
 
 
@@ -350,8 +351,9 @@ def markdown(results: list[dict[str, Any]]) -> str:
                          f"{over:+,.0f} bits ({rel:+.3%}){ok} | {archive} | {classical} | {model} |")
     best = "; ".join(f"{r['model']} {r['speedup_best']['encode']:.1f}× / {r['speedup_best']['decode']:.1f}×"
                      for r in results)
-    mb = "; ".join(f"{r['model']} {x['megabytes_per_second']['encode']:.3f} / {x['megabytes_per_second']['decode']:.3f}"
-                   for r in results for x in r["runs"] if x["path"] == "new")
+    mb = "; ".join(f"{r['model']} {x['n_bytes'] / x['encode_seconds'] / 1e6:.3f} / "
+                   f"{x['n_bytes'] / x['decode_seconds'] / 1e6:.3f}" for r in results for x in r["runs"]
+                   if x["path"] == "new")
     return "\n".join(lines) + (f"\n\nBest lockstep rate over the best rate of today's path (encode / decode): {best}."
                                 f"\nLockstep MB/s of document bytes (encode / decode): {mb}.")
 
@@ -390,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
 
     out = {"benchmark": "coding", "started": started, "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
            "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "torch": torch.__version__,
-                       "transformers": transformers.__version__}, "results": results, "markdown": table}
+                       "transformers": transformers.__version__,
+                       "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None},
+           "results": results, "markdown": table}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1) + "\n", "utf-8")
     print(table)

@@ -1,4 +1,5 @@
-"""Errors a user can fix. The CLI prints them as one line and exits with their code; no result files are written."""
+"""Errors a user can fix. The CLI prints them as one line and exits with their code; bad input is refused before
+any result file is written (an extra that fails after its run was committed leaves that run in place)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,8 @@ import os
 import signal
 
 EXIT_OK = 0
-EXIT_BAD_INPUT = 2  # bad job, flag, corpus, model: nothing was computed
-EXIT_RUN_FAILED = 3  # a run failed while others completed
+EXIT_BAD_INPUT = 2  # bad job, flag, corpus, model: nothing was computed (or one run's extra, refused late)
+EXIT_RUN_FAILED = 3  # a run (or a committed run's extra) failed while others completed
 EXIT_ENVIRONMENT = 4  # an OS error (disk full, permissions, read-only): nothing committed; a rerun resumes
 
 

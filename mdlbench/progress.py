@@ -21,7 +21,7 @@ from mdlbench.console import CONSOLE_WIDTH, fit_line, middle_ellipsis
 Log = Callable[[str], None]  # one line of progress for a person (the bar and JSON modes are Progress's)
 INTERVAL_TTY_S = 0.2
 INTERVAL_LOG_S = 2.0
-MIN_LABEL = 24  # characters of a label kept however long the counts are
+MIN_LABEL_CHARS = 24  # of a label, kept however long the counts are
 
 
 def format_seconds(seconds: float) -> str:
@@ -137,9 +137,10 @@ class Progress:
             text = f"{text}, done in {format_seconds(float(s['elapsed_seconds']))}"
         elif eta is not None:
             text = f"{text}, ETA {format_seconds(float(eta))}"
-        # One line at most CONSOLE_WIDTH wide: a long label (model × corpus names) is cut in the middle, the counts
-        # never (the bar rewrites its line in place, so it must not wrap).
-        label = middle_ellipsis(self.label, max(CONSOLE_WIDTH - len(text) - 2, MIN_LABEL))
+        # One line (the bar rewrites its line in place, so it must not wrap), CONSOLE_WIDTH wide at most unless the
+        # counts alone take more than CONSOLE_WIDTH - MIN_LABEL_CHARS: a long label (model × corpus names) is cut in
+        # the middle, the counts never.
+        label = middle_ellipsis(self.label, max(CONSOLE_WIDTH - len(text) - 2, MIN_LABEL_CHARS))
         return f"{label}: {text}" if text else f"{label}:"
 
     def _print(self, final: bool) -> None:

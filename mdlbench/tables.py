@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 # 2: prequential gained checkpoint_param_code/_bits, checkpoint_n_params. 3: runs.pre_tokenizer; model and corpus
 # columns in every table keyed by a run; runs.started_at/finished_at as UTC timestamps (strings before); integrity
 # records beside every file; context_curve, span_diff; prequential's learner shape (n_layer, d_model, d_ff,
-# ffn_ratio, n_params); the FFN lens tables (component_codes, ffn_activity, ffn_pruning).
+# ffn_ratio, n_params); the FFN lens tables (component_codes, ffn_activity, ffn_pruning). 4: prequential.finished_at.
 SCHEMA_VERSION = "4"
 STAGING_DIR = ".staging"
 COMMIT_MARKER = "COMMITTED"

@@ -209,6 +209,21 @@ def test_one_document_decodes_only_its_chunk(tiny_loaded, archives):
         c.entries[i]["n_symbols"] for i in range(chunk["start"], chunk["stop"]))
 
 
+def test_chunks_closed_by_the_prediction_limit_round_trip(tiny_loaded, settings):
+    """With a prediction limit of 8, chunks close on predictions (not on the 100-document limit): more than one
+    chunk, each closing after the document that crosses 8, and every document decodes."""
+    packed = compress_documents(tiny_loaded, MIX, settings=settings, batch=BatchSettings(2, 100, 8))
+    c = open_archive(packed.blob)
+    chunks = c.plan["chunks"]
+    assert len(chunks) > 1
+    for chunk in chunks[:-1]:
+        # a model document's symbols are its predictions (BOS prefix); a raw one makes none
+        predictions = [c.entries[i]["n_symbols"] if c.entries[i]["method"] == "model" else 0
+                       for i in range(chunk["start"], chunk["stop"])]
+        assert sum(predictions) >= 8 and sum(predictions[:-1]) < 8
+    assert [d.data for d in decode_archive(c, tiny_loaded)] == [s.data for s in MIX]
+
+
 # -- the CLI -------------------------------------------------------------------------------------------------------
 def _one_error(err: str) -> str:
     [line] = err.strip().splitlines()

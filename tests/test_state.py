@@ -115,6 +115,21 @@ def test_a_run_is_being_scored_while_another_process_holds_a_shard_lock(tmp_path
         assert not is_being_scored(state)
 
 
+def test_the_shard_lock_this_process_holds_does_not_keep_its_own_progress(tmp_path):
+    """A single-shard run assembles while it holds its shard lock: that lock, named as its own, does not count as
+    another process scoring the run, while the same lock seen without the name does (a second open of a held
+    flock is refused even inside the holding process)."""
+    state = RunState(tmp_path, "ab" * 8)
+    own = state.shard_lock_path(SINGLE)
+    with file_lock(own):
+        assert is_being_scored(state) and not is_being_scored(state, own)
+        state.dir.mkdir(parents=True)
+        state.clear_unless_scored()
+        assert state.dir.exists()
+        state.clear_unless_scored(own)
+        assert not state.dir.exists()
+
+
 def test_distributed_context_defaults_and_shards(monkeypatch):
     monkeypatch.delenv("WORLD_SIZE", raising=False)
     single = from_env()

@@ -137,7 +137,7 @@ def _json_line(o: RunOutcome, out_dir: Path) -> str:
     clean = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in o.summary.items()
              if k != "run_id"}
     return json.dumps({"run_id": o.run_id, "model": o.model, "corpus": o.corpus, "status": o.status,
-                       "message": o.message, "out": str(out_dir), **clean}, default=str)
+                       "message": o.message, "exit_code": o.exit_code, "out": str(out_dir), **clean}, default=str)
 
 
 def main(args: argparse.Namespace) -> int:
@@ -172,9 +172,9 @@ def _exit_code(outcomes: list[RunOutcome]) -> int:
     failed = [o for o in outcomes if o.status == "failed" or o.exit_code]  # a run, or one of its extras
     if not failed:
         return EXIT_OK
-    if len(failed) == len(outcomes):
+    if len(outcomes) == 1 or all(o.status == "failed" for o in outcomes):
         return failed[0].exit_code
-    return EXIT_RUN_FAILED
+    return EXIT_RUN_FAILED  # something was computed and committed: not "nothing written"
 
 
 def _log(message: str) -> None:

@@ -21,7 +21,6 @@ import json
 import os
 import shutil
 import sys
-import textwrap
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -47,7 +46,7 @@ from mdlbench.coding.archive import (
 from mdlbench.coding.container import SUFFIX
 from mdlbench.coding.identity import CodingModel, environment_warnings, resolve_settings
 from mdlbench.config import DEFAULT_MODEL, UNIFORM_BYTES, ProgressMode
-from mdlbench.console import CONSOLE_WIDTH
+from mdlbench.console import fit_line
 from mdlbench.corpora.readers import JSONL_SUFFIXES, PARQUET_SUFFIXES
 from mdlbench.errors import InputError
 from mdlbench.fsio import nearest_existing, require_writable, temporary_sibling, write_bytes_atomic
@@ -244,8 +243,7 @@ def _summary(name: str, output: Path, packed: Compressed, seconds: float, symbol
     bpb = f"{coded / n_bytes:.4f}" if n_bytes else "—"
     docs = f"{len(entries):,} documents, " if packed.header.get("kind") == "corpus" else ""
     # three lines that fit the console (120 columns): where, how big, how well coded
-    print(textwrap.fill(f"{name} -> {output}:", CONSOLE_WIDTH, subsequent_indent="  ", break_long_words=False,
-                        break_on_hyphens=False), file=out)
+    print(fit_line(f"{name} -> {output}:"), file=out)
     print(f"  {docs}{n_bytes:,} bytes -> {packed.total_bytes:,} bytes (header and index {packed.header_bytes:,} + "
           f"payload {payload:,})", file=out)
     print(f"  method {'/'.join(methods) or '—'}; coded {coded:,} bits vs ideal {ideal:,.1f} bits (overhead "

@@ -308,8 +308,8 @@ def _one_run(pair: Pair, options: RunOptions, out_dir: Path, shard: Shard, dist:
             except MdlbenchError as exc:
                 # Found only after the run (a streamed corpus): the run's own tables are committed and stay; the
                 # outcome carries the error and its exit code, and a rerun adds only what is missing.
-                outcome.message, outcome.exit_code = f"{exc} (the run's tables are committed; a rerun adds only " \
-                                                     "the missing extras)", exc.exit_code
+                outcome.message = f"{exc} (the run's tables are committed; a rerun adds only the missing extras)"
+                outcome.exit_code = exc.exit_code
                 log(f"error: {pair.label}: {outcome.message}")
     return outcome
 
@@ -322,9 +322,7 @@ def _check_extras(plan: PlannedRun, corpus: Corpus, options: RunOptions) -> None
     if options.verify_coding:
         from mdlbench.coding.identity import resolve_settings
 
-        scorer: Any = plan.scorer
-        resolve_settings(plan.loaded, window=scorer.window, stride=scorer.stride,
-                         first_token=scorer.settings.first_token, end=scorer.settings.end)
+        resolve_settings(plan.loaded, **extras.coding_options(plan))
     if options.lens and not corpus.streamed:
         from mdlbench.lens.driver import LensSettings, lens_inputs
 

@@ -113,6 +113,13 @@ def two_part_partitions(plan: PlannedRun, corpus: Corpus, summary: dict[str, Any
                                                                    [{**names, **r} for r in vs])}
 
 
+def coding_options(plan: PlannedRun) -> dict[str, Any]:
+    """The run's window, stride, first-token and end policies, as the coder takes them (``resolve_settings``)."""
+    scorer: Any = plan.scorer
+    return {"window": scorer.window, "stride": scorer.stride, "first_token": scorer.settings.first_token,
+            "end": scorer.settings.end}
+
+
 def coding_partition(plan: PlannedRun, corpus: Corpus, n_docs: int | Literal["all"]) -> dict[tuple[str, str], Any]:
     """Compress the first n_docs documents (or "all") into one lockstep archive and decompress it with a real range
     coder; the ``coding`` table."""
@@ -121,8 +128,6 @@ def coding_partition(plan: PlannedRun, corpus: Corpus, n_docs: int | Literal["al
     assert plan.loaded is not None, "real coding needs a model"
     docs = list(corpus.documents()) if n_docs == "all" else [
         d for _, d in zip(range(n_docs), corpus.documents(), strict=False)]
-    settings: Any = plan.scorer
-    rows = verify_coding(plan.loaded, docs, window=settings.window, stride=settings.stride,
-                         first_token=settings.settings.first_token, end=settings.settings.end)
+    rows = verify_coding(plan.loaded, docs, **coding_options(plan))
     names = run_names(plan, corpus)
     return {("coding", plan.run_id): coding_table([{**names, **r} for r in rows])}

@@ -5,8 +5,8 @@
 Random inputs of the tiny benchmark model's shapes (width 128, GPT-2's vocabulary), medians of repeated calls:
 
 * head: (B, D) × (D, V) by ``torch.mm`` on a row-major (D, V) weight (the previous kernel) against oneDNN's linear
-  on the weight converted once (``coding/head.py``), in GFLOP/s for B = 32, 64 and 128, and whether the two gave
-  exactly the same values (``torch.equal``);
+  on the weight converted once (``scoring/head_kernels.py``), in GFLOP/s for B = 32, 64 and 128, and whether the
+  two gave exactly the same values (``torch.equal``);
 * rows: the previous four passes over a (64, V) batch (max, subtract, exp, sum) against one ``torch.softmax``
   (``coding/rows.probability_rows``), ms per step;
 * coder: constriction's ``encode`` per symbol with one V-entry row (the previous one-level code) against the two
@@ -47,7 +47,7 @@ def _median_seconds(fn: Callable[[], object], calls: int) -> float:
 def bench_head(vocab: int, width: int) -> list[dict[str, object]]:
     import torch
 
-    from mdlbench.coding.head import MM, ONEDNN, _make, head_kernel
+    from mdlbench.scoring.head_kernels import MM, ONEDNN, head_kernel, make_head
 
     weight = torch.randn(vocab, width)
     out = []
@@ -57,7 +57,7 @@ def bench_head(vocab: int, width: int) -> list[dict[str, object]]:
         row = {"batch": batch}
         results = {}
         for kernel in dict.fromkeys([MM, head_kernel("cpu", torch.float32)]):
-            head = _make(kernel, weight, None)
+            head = make_head(kernel, weight, None)
             results[kernel] = head.apply(hidden)
             row[f"{kernel}_gflops"] = flop / _median_seconds(lambda h=head, x=hidden: h.apply(x), 10) / 1e9
         row["identical"] = bool(torch.equal(results[MM], results.get(ONEDNN, results[MM])))

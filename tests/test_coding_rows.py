@@ -1,6 +1,7 @@
-"""A lockstep step's rows: the output layer's kernels (coding/head.py) and the probabilities, ideal bits and block
-masses built from the logits (coding/rows.py): agreement with the model, independence from the batch's other rows,
-exact values where they can be derived by hand, refusal of non-finite logits, and the two-level code's length."""
+"""A lockstep step's rows: the output layer's kernels (scoring/head_kernels.py, coding/head.py) and the
+probabilities, ideal bits and block masses built from the logits (coding/rows.py): agreement with the model,
+independence from the batch's other rows, exact values where they can be derived by hand, refusal of non-finite
+logits, and the two-level code's length."""
 
 from __future__ import annotations
 
@@ -9,9 +10,10 @@ import math
 import pytest
 import torch
 
-from mdlbench.coding.head import MM, ONEDNN, head_kernel, plain_head
+from mdlbench.coding.head import plain_head
 from mdlbench.coding.rows import TINY_PROBABILITY, block_masses, block_symbols, ideal_bits, probability_rows
 from mdlbench.errors import ScoringError
+from mdlbench.scoring.head_kernels import MM, ONEDNN, head_kernel
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -62,6 +62,31 @@ def test_zero_logit_model_costs_exactly_log2_v_per_symbol(zero_model_dir):
                 assert c.first_token_bits == LOG2V
 
 
+def test_the_head_follows_weights_changed_in_place_between_batches(tmp_path):
+    """On a CPU the float32 head runs through oneDNN on a converted copy of its weight, made per batch: after the
+    weight is zeroed in place (as the lens changes weights between its passes), the same scorer scores every
+    symbol at exactly log2|V| bits; before, its bits agree with the layer's own (MKL) product to 1e-9."""
+    from conftest import build_tiny_gpt2
+
+    import mdlbench.scoring.hf as hf
+
+    loaded = load_model(str(build_tiny_gpt2(tmp_path / "m")), device="cpu")
+    scorer = _scorer(loaded)
+    onednn = [c.code_length_bits for c in scorer.score(_docs())]
+    choose = hf.head_kernel
+    hf.head_kernel = lambda *_: "mm"  # the layer itself
+    try:
+        layer = [c.code_length_bits for c in _scorer(loaded).score(_docs())]
+    finally:
+        hf.head_kernel = choose
+    assert all(abs(a - b) <= 1e-9 * b for a, b in zip(onednn, layer, strict=True))
+    with torch.no_grad():
+        loaded.model.get_output_embeddings().weight.zero_()  # tied: the input embeddings are zero too
+    for c in scorer.score(_docs()):
+        n_symbols = c.n_tokens + 1  # + EOS
+        assert abs(c.code_length_bits - n_symbols * LOG2V) <= 1e-9 * max(1.0, n_symbols * LOG2V)
+
+
 def test_uniform_bytes_is_exactly_eight_bits_per_byte():
     codes = list(UniformBytesScorer().score(_docs()))
     assert sum(c.code_length_bits for c in codes) == 8.0 * sum(len(t.encode()) for t in TEXTS)

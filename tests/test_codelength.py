@@ -100,4 +100,5 @@ def test_progress_eta_counts_down_between_chunk_updates():
     line = long.line(final=True)
     assert len(line) == 120 and line.startswith("m" * 20) and "…" in line
     assert line.endswith(": 1/3 docs, 1.25/2.50 MB, 10 tokens, " + line.split(" tokens, ")[1])
+    assert line.split(": ", 1)[1].startswith("1/3 docs, 1.25/2.50 MB, 10 tokens, ") and " tok/s, done in " in line
     assert line.split(":")[0].endswith("c" * 20)

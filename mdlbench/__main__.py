@@ -1,3 +1,3 @@
-from mdlbench.cli import main
+from mdlbench.cli import entry
 
-raise SystemExit(main())
+entry()
